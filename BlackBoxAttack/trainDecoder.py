@@ -1,0 +1,119 @@
+"""Step 6: the black-box attack's decoder Dec: feature -> image, trained on public pairs.
+
+The attacker queries the edge model with its own public faces and learns to invert the
+features: L2 between Dec(Enc(x)) and x (Adam defaults; the paper trains 500 epochs). At the end
+it decodes the raw features of eval_test images and scores them with the oracle (when step 2
+has been run). Saves params/dec.pkl.
+
+    python BlackBoxAttack/trainDecoder.py --preset demo
+"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+import metrics  # noqa: E402
+from common import ckpt, config, io, plots, runtime  # noqa: E402
+from Crafter_protection.models import Decoder  # noqa: E402
+from dataset import loader  # noqa: E402
+
+# ---- hyperparameters (paper defaults; override with --name value or --preset NAME) ----
+HP = dict(
+    width=64,            # 512 -> 256 -> 128 -> 64 -> 3 at 64 px (paper)
+    epochs=500,          # paper: 500
+    batch_size=64,
+    lr=1e-3,             # Adam defaults
+    n_per_id=0,          # eval_test images per identity for the final score (0 = all)
+    resume=False,
+)
+PRESETS = {
+    'tiny': dict(width=8, epochs=1, batch_size=32, n_per_id=2),
+    'demo': dict(width=32, epochs=6, batch_size=64, n_per_id=3),
+    'celeba-cpu': dict(width=32, epochs=12, batch_size=64, n_per_id=3),
+}
+# -----------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def encode(Enc, split, device, batch_size=256):
+    """Enc features of a whole split, computed once (training reuses them every epoch)."""
+    return torch.cat([Enc(split.x(b.to(device))) for b in loader.batches(len(split), batch_size)])
+
+
+def fit(Dec, opt, feats, images, epochs, batch_size, gen, desc, hist, start=0, on_epoch=None):
+    """L2 training of Dec on (feature, image) pairs; images are uint8 tensors."""
+    for epoch in range(start, epochs):
+        Dec.train()
+        total, n = 0.0, 0
+        bar = tqdm(loader.batches(len(feats), batch_size, True, gen, drop_last=True),
+                   total=len(feats) // batch_size, desc=f'{desc} epoch {epoch + 1}/{epochs}')
+        for b in bar:
+            b = b.to(feats.device)
+            loss = (Dec(feats[b]) - images[b].float().div(255)).pow(2).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total, n = total + loss.item(), n + 1
+            bar.set_postfix(mse=f'{total / n:.4f}')
+        hist.setdefault('mse', []).append(total / max(n, 1))
+        if on_epoch:
+            on_epoch(epoch + 1)
+    Dec.eval()
+    return hist
+
+
+def score_raw(cfg, meta, Enc, Dec, device, out_dir):
+    """Black-box attack on raw eval_test features, scored by the oracle if it exists."""
+    test = loader.load(cfg.data_dir, 'eval_test', device, meta)
+    test = test.subset(loader.per_identity(test, cfg.n_per_id, cfg.seed))
+    with torch.no_grad():
+        recon = Dec(encode(Enc, test, device)).cpu()
+    plots.save_rows([test.x()[:16].cpu(), recon[:16]], out_dir / 'grid_blackbox.png')
+    if ckpt.load(cfg, 'eval.pkl', 'oracle', meta, required=False) is None:
+        print('note: no oracle yet (step 2), black-box reconstructions are not scored')
+        return {}
+    from Image2ID.evalTrain import load_oracle
+    scores = metrics.reconstruction_scores(load_oracle(cfg, meta, device), recon, test.x().cpu(),
+                                           test.labels.cpu())
+    scores['chance'] = 1 / test.n_ids
+    print('black-box on raw eval_test features: ' + ', '.join(f'{k}={v:.4g}' for k, v in scores.items()))
+    return scores
+
+
+def main(argv=None):
+    cfg = config.parse(HP, PRESETS, argv, description=__doc__)
+    device, clock = runtime.start(cfg, 'trainDecoder')
+    meta = loader.load_meta(cfg.data_dir)
+    target = ckpt.load_target(cfg, meta, device)
+    pub = loader.load(cfg.data_dir, 'public', device, meta)
+    feats = encode(target.Enc, pub, device)
+    Dec = Decoder(target.feat_shape, meta['img_size'], cfg.width).to(device)
+    opt = torch.optim.Adam(Dec.parameters(), lr=cfg.lr)
+    start, hist = ckpt.resume(cfg, 'dec.pkl', 'dec', meta, {'Dec': Dec}, {'opt': opt})
+    out_file = ckpt.path(cfg, 'dec.pkl')
+    gen = torch.Generator().manual_seed(cfg.seed)
+
+    def periodic(epoch):
+        if epoch < cfg.epochs:
+            ckpt.save(out_file, kind='dec', models={'Dec': Dec}, cfg=cfg, meta=meta, done=False,
+                      train=ckpt.train_state({'opt': opt}, epoch, cfg.epochs, hist))
+
+    fit(Dec, opt, feats, pub.images, cfg.epochs, cfg.batch_size, gen, 'Dec', hist, start, periodic)
+    out_dir = io.repo_path('results') / runtime.run_tag(cfg) / 'attack_raw'
+    res = score_raw(cfg, meta, target.Enc, Dec, device, out_dir)
+    ckpt.save(out_file, kind='dec', models={'Dec': Dec}, cfg=cfg, meta=meta,
+              metrics={'train_mse': hist['mse'][-1] if hist.get('mse') else None, **res})
+    plots.save_curves({'train MSE': hist['mse']}, out_file.with_name('dec_loss.png'), 'decoder',
+                      xlabel='epoch')
+    cfg.save(out_file.with_name('dec_config.json'))
+    clock.finish('trainDecoder', out_file.with_name('dec_report.json'),
+                 train_mse=hist['mse'][-1] if hist.get('mse') else None,
+                 **{f'blackbox_{k}': v for k, v in res.items()})
+    return res
+
+
+if __name__ == '__main__':
+    main()

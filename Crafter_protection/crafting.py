@@ -1,0 +1,212 @@
+"""What Crafter (Algorithm 1) and z-Crafter (Algorithm 3) share: the per-batch privacy critic,
+the epsilon-PII estimate, and the resumable driver that crafts a split batch by batch.
+
+Outputs of a run, under Crafter_result/<run tag>/<protection>/ (e.g. .../demo/crafter_beta1):
+    config_<split>.json          the resolved settings (a rerun must match them)
+    batches/<split>_NNNN.pt      crafted features of one batch, with image names and its log
+    features_<split>.pt          every finished batch, in split order (what attacks read)
+    report_<split>.json          per-batch eps-PII, L_u, times, passes; their means
+    grid_<split>.png             originals / raw reconstruction / reconstruction of crafted F
+    curves_<split>.png           privacy and utility per outer step (first batch)
+A rerun skips finished batches; each file is written atomically, so an interruption loses at
+most the batch in progress.
+"""
+import json
+import math
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+
+from common import ckpt, io, plots, runtime, wgan
+from Crafter_protection.models import Critic
+from dataset import loader
+from WhiteBoxAttack.attacker import LOSS_SCALE, feature_loss, invert
+
+# settings that change what a run computes; a rerun into the same folder must keep them
+RESULT_KEYS = ('beta', 'outer_steps', 'batch_size', 'lr', 'critic_lr', 'n_critic', 'critic_batch',
+               'gp', 'gp_high', 'critic_width', 'inner_start', 'inner_steps', 'inner_lr',
+               'hypergrad', 'neumann_alpha', 'neumann_terms', 'cg_iters', 'cg_damping', 'seed',
+               'data_dir', 'params_dir', 'n_per_id', 'n_images')
+
+
+class CountingEnc(torch.nn.Module):
+    """Enc that counts its forward passes (the unit of crafting cost: one Enc(G(z)) each)."""
+
+    def __init__(self, Enc):
+        super().__init__()
+        self.Enc, self.passes = Enc, 0
+
+    def forward(self, x):
+        self.passes += 1
+        return self.Enc(x)
+
+
+class PrivacyCritic:
+    """A fresh WGAN-GP critic per batch, separating reconstructions from prior faces G(z_r).
+
+    Its Wasserstein estimate E D(prior) - E D(recon) is the running eps-PII; the penalty weight
+    is raised from gp to gp_high while the penalty exceeds 1 (the authors' schedule).
+    """
+
+    def __init__(self, img_size, cfg, device, generator):
+        self.D = Critic(img_size, cfg.critic_width).to(device)
+        self.opt = torch.optim.Adam(self.D.parameters(), lr=cfg.critic_lr, betas=(0.5, 0.999))
+        self.gp_weight, self.cfg, self.gen = cfg.gp, cfg, generator
+
+    def update(self, recon, prior):
+        w = gp = 0.0
+        n = len(recon)
+        for _ in range(self.cfg.n_critic):
+            i = torch.randint(n, (min(self.cfg.critic_batch, n),), generator=self.gen).to(recon.device)
+            j = torch.randint(len(prior), (len(i),), generator=self.gen).to(recon.device)
+            # the prior faces are the critic's "real" side: privacy means looking like them
+            w, gp = wgan.critic_step(self.D, self.opt, prior[j], recon[i], self.gp_weight)
+            self.gp_weight = self.cfg.gp_high if gp > 1 else self.cfg.gp
+        return w, gp
+
+    def privacy_loss(self, recon):
+        """L_p = -mean D(recon): small when reconstructions look like prior faces."""
+        return -self.D(recon).mean()
+
+
+def eps_pii(recon, prior, cfg, device, seed, steps=None):
+    """epsilon-PII of a batch: the Wasserstein distance between reconstructions and prior faces
+    estimated by a critic trained from scratch (same recipe for every protection)."""
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    critic = PrivacyCritic(recon.shape[-1], SimpleNamespace(**{**cfg, 'n_critic': 1}), device, gen)
+    w = 0.0
+    for _ in range(steps or cfg.eps_steps):
+        critic.update(recon.detach(), prior)
+    with torch.no_grad():
+        w = (critic.D(prior).mean() - critic.D(recon).mean()).item()
+    return w
+
+
+def inner_loss(Enc, G):
+    """L_inv summed over the batch (each image's term independent), as the attacker's."""
+    return lambda z, F: feature_loss(Enc, G, z, F).sum() * LOSS_SCALE
+
+
+def run_dir(cfg, protection):
+    return io.repo_path(cfg.out_root) / runtime.run_tag(cfg) / (cfg.run or protection)
+
+
+def select(split, cfg):
+    """The images of the split to craft: per identity (n_per_id) and/or the first n_images."""
+    split = split.subset(loader.per_identity(split, cfg.n_per_id, cfg.seed))
+    if cfg.n_images > 0:
+        split = split.subset(torch.arange(min(cfg.n_images, len(split))))
+    return split
+
+
+def run(cfg, protection, craft_batch, title):
+    """Craft every batch of cfg.split with craft_batch(x, f0, m, cfg, gen) -> dict or None."""
+    device, clock = runtime.start(cfg, title)
+    meta = loader.load_meta(cfg.data_dir)
+    Enc, G, _, Amor = ckpt.load_attacker(cfg, meta, device)
+    out = run_dir(cfg, protection)
+    _check_same_run(cfg, out)
+    split = select(loader.load(cfg.data_dir, cfg.split, device, meta), cfg)
+    m = SimpleNamespace(Enc=CountingEnc(Enc), G=G, Amor=Amor, img_size=meta['img_size'])
+    batches = list(loader.batches(len(split), cfg.batch_size))
+    print(f'{title}: {len(split)} {cfg.split} images in {len(batches)} batches -> {io.rel(out)}')
+    rows, failed = [], []
+    for k, b in enumerate(batches):
+        file = out / 'batches' / f'{cfg.split}_{k:04d}.pt'
+        if file.exists():
+            rows.append(torch.load(file, weights_only=True)['log'])
+            print(f'batch {k}: done before, skipped')
+            continue
+        seed = cfg.seed * 100003 + k
+        gen = torch.Generator().manual_seed(seed)
+        torch.manual_seed(seed)
+        x = split.x(b.to(device))
+        with torch.no_grad():
+            f0 = Enc(x)
+        m.Enc.passes = 0
+        t0 = time.time()
+        res = craft_batch(x, f0, m, cfg, gen)
+        if res is None:
+            failed.append(k)
+            continue
+        log = res['log']
+        log.update(batch=k, n=len(b), wall_s=round(time.time() - t0, 2),
+                   s_per_outer_step=round((time.time() - t0) / max(1, cfg.outer_steps), 4),
+                   encg_passes_per_step=round(m.Enc.passes / max(1, cfg.outer_steps), 2))
+        with torch.no_grad():
+            prior = G(torch.randn(len(b), G.latent_dim, generator=gen).to(device))
+        log['eps_pii'] = eps_pii(res['recon'], prior, cfg, device, seed)
+        log['eps_pii_raw'] = eps_pii(res['recon_raw'], prior, cfg, device, seed)
+        print(f"batch {k}: eps-PII {log['eps_pii_raw']:.4g} -> {log['eps_pii']:.4g}, "
+              f"L_u {log['L_u']:.4g}, {log['wall_s']} s ({log['s_per_outer_step']} s/step, "
+              f"{log['encg_passes_per_step']} Enc(G) passes + {log.get('hvp_per_step', 0)} HVPs per step)")
+        io.save_torch({'features': res['F'].detach().cpu(), 'names': [split.names[i] for i in b.tolist()],
+                       'z_star': res['z_star'].detach().cpu(), 'log': log}, file)
+        rows.append(log)
+        if k == 0:
+            plots.save_rows([x[:16].cpu(), res['recon_raw'][:16].cpu(), res['recon'][:16].cpu()],
+                            out / f'grid_{cfg.split}.png')
+            curves = {k2: v for k2, v in log['history'].items() if k2 in ('eps_running', 'L_u', 'L_p')}
+            plots.save_curves(curves, out / f'curves_{cfg.split}.png',
+                              f'{protection} (batch 0): privacy and utility per outer step', 'outer step')
+    merge(out, cfg.split, len(batches))
+    summary = summarize(rows)
+    summary.update(failed_batches=failed, protection=protection, split=cfg.split)
+    io.write_text(out / f'report_{cfg.split}.json', json.dumps({'summary': summary, 'batches': [
+        {k: v for k, v in r.items() if k != 'history'} for r in rows]}, indent=1) + '\n')
+    clock.finish(title, **{k: v for k, v in summary.items() if not isinstance(v, (list, dict))})
+    if failed:
+        raise SystemExit(f'error: batches {failed} diverged (see messages above); their features '
+                         'were not written. Lower --lr or raise --beta, then rerun (finished '
+                         'batches are kept).')
+    return summary
+
+
+def merge(out, split, n_batches):
+    """features_<split>.pt: every finished batch in order (rewritten after each run)."""
+    feats, names = [], []
+    for k in range(n_batches):
+        file = out / 'batches' / f'{split}_{k:04d}.pt'
+        if file.exists():
+            obj = torch.load(file, weights_only=True)
+            feats.append(obj['features'])
+            names += obj['names']
+    if feats:
+        ckpt.save_features(out / f'features_{split}.pt', torch.cat(feats), names,
+                           protection=out.name, split=split, complete=len(feats) == n_batches)
+
+
+def summarize(rows):
+    keys = ('eps_pii', 'eps_pii_raw', 'L_u', 'wall_s', 's_per_outer_step', 'encg_passes_per_step',
+            'hvp_per_step')
+    out = {}
+    for k in keys:
+        vals = [r[k] for r in rows if k in r and r[k] is not None and math.isfinite(r[k])]
+        if vals:
+            out[k] = sum(vals) / len(vals)
+    out['batches'] = len(rows)
+    return out
+
+
+def _check_same_run(cfg, out):
+    saved = out / f'config_{cfg.split}.json'
+    if saved.exists():
+        old = json.loads(saved.read_text())
+        diff = {k: (old.get(k), cfg[k]) for k in RESULT_KEYS if k in cfg and old.get(k) != cfg[k]}
+        if diff:
+            raise SystemExit(
+                f'error: {io.rel(out)} holds a run with other settings '
+                + ', '.join(f'{k}: {a!r} there, {b!r} now' for k, (a, b) in diff.items())
+                + '. Give this run its own --run NAME, or delete that folder to redo it.')
+    cfg.save(saved)
+
+
+def check_finite(step, **values):
+    """The message for a NaN or exploding loss (None when all is well)."""
+    for k, v in values.items():
+        if not math.isfinite(v) or abs(v) > 1e6:
+            return f'{k} = {v} at outer step {step}'
+    return None

@@ -1,0 +1,144 @@
+"""Step 8: Crafter (paper, Algorithm 1): craft the released feature F of each private image.
+
+For each batch of private images x:  f0 = Enc(x); a fresh WGAN critic D; fixed prior latents
+z_r; F = f0. Then, for every outer step:
+  1. inner problem, the simulated white-box attacker:  z_star = argmin_z ||Enc(G(z)) - F||^2 / d
+     (started at Amor(F) as the paper, or warm-started at the previous step's z_star);
+  2. n_critic updates of D separating G(z_star) from the prior faces G(z_r);
+  3. outer loss  L = L_p + beta * L_u,  L_p = -mean D(G(z_star)),  L_u = ||F - f0||^2 / d;
+  4. hypergradient dL/dF by the implicit function theorem (Crafter_protection/implicit.py),
+     H^-1 v by the paper's Neumann series or by conjugate gradient;
+  5. an Adam step on F.
+The defaults are the paper's except the solver of steps 1 and 4, where ours (warm start, a few
+inner steps, damped CG) gives the same protection much faster (benchmarks/crafting.py);
+REFERENCE below restores the paper's solver. Outputs: see Crafter_protection/crafting.py.
+
+    python Crafter_protection/featureCrafter.py --preset demo --beta 1
+"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from common import config  # noqa: E402
+from Crafter_protection import crafting, implicit  # noqa: E402
+from WhiteBoxAttack.attacker import LOSS_SCALE, invert  # noqa: E402
+
+# ---- hyperparameters (paper defaults; override with --name value or --preset NAME) ----
+HP = dict(
+    beta=1.0,            # utility weight; paper: 0.5, 1, 2, 10 (larger = more utility)
+    outer_steps=450,     # paper: 450
+    batch_size=128,      # paper: 128
+    lr=0.01,             # Adam on F (paper: 0.01)
+    critic_lr=5e-4,      # fresh critic per batch: Adam 5e-4, 10 steps on mini-batches of 32
+    n_critic=10,
+    critic_batch=32,
+    gp=20.0,             # gradient penalty 20, raised to 40 while the penalty exceeds 1
+    gp_high=40.0,
+    critic_width=64,
+    inner_start='warm',  # warm (previous z_star; ours) | amortized (Amor(F) each step; paper)
+    inner_steps=10,      # inner momentum-descent steps per outer step (paper: 80 from Amor(F))
+    first_inner_steps=80,  # steps of the very first inner solve from Amor(f0)
+    inner_lr=5e-3,       # as the white-box attacker (lr 5e-3, momentum 0.9)
+    inner_momentum=0.9,
+    hypergrad='cg',      # cg (ours) | neumann (paper)
+    neumann_alpha=1e-3,  # paper: alpha 0.001, 120 terms
+    neumann_terms=120,
+    cg_iters=6,
+    cg_damping=-1.0,     # -1: match the Neumann series' implicit damping 1 / (alpha (terms + 1))
+    split='eval_test',   # the private images to protect (eval_train for the training scenario;
+    n_per_id=0,          #   public for the adaptive attacks); images per identity, 0 = all
+    n_images=0,          # cap on the number of images (0 = all)
+    eps_steps=200,       # critic steps of the final eps-PII estimate
+    run='',              # run folder name (default crafter_beta<beta>)
+    out_root='Crafter_result',
+)
+# the paper's solver, for the reference side of benchmarks/crafting.py
+REFERENCE = dict(inner_start='amortized', inner_steps=80, hypergrad='neumann')
+PRESETS = {
+    'tiny': dict(outer_steps=3, batch_size=16, n_critic=2, critic_width=8, inner_steps=2,
+                 first_inner_steps=3, cg_iters=2, n_per_id=1, n_images=16, eps_steps=5,
+                 neumann_terms=5),
+    'demo': dict(outer_steps=60, batch_size=128, critic_width=16, n_per_id=3, eps_steps=100),
+    'celeba-cpu': dict(outer_steps=80, batch_size=128, critic_width=32, n_per_id=3, eps_steps=100),
+}
+# -----------------------------------------------------------------------------------------
+
+
+def craft_batch(x, f0, m, cfg, gen):
+    """Algorithm 1 on one batch. Returns the crafted F, z_star, reconstructions and a log,
+    or None when the loss turns NaN or explodes (the batch is then not written)."""
+    Enc, G, Amor = m.Enc, m.G, m.Amor
+    critic = crafting.PrivacyCritic(m.img_size, cfg, x.device, gen)
+    with torch.no_grad():
+        prior = G(torch.randn(len(x), G.latent_dim, generator=gen).to(x.device))   # G(z_r), fixed
+        z_star = Amor(f0)
+    z_star, _ = invert(Enc, G, f0, z_star, cfg.first_inner_steps, cfg.inner_lr, cfg.inner_momentum,
+                       scale=LOSS_SCALE)
+    with torch.no_grad():
+        recon_raw = G(z_star)            # what the attacker reconstructs without protection
+    F = f0.clone().requires_grad_(True)
+    opt = torch.optim.Adam([F], lr=cfg.lr)
+    d = f0[0].numel()
+    damping = (implicit.neumann_damping(cfg.neumann_alpha, cfg.neumann_terms)
+               if cfg.cg_damping < 0 else cfg.cg_damping)
+    hist = {'eps_running': [], 'L_p': [], 'L_u': [], 'gp': []}
+    n_hvp = 0
+    for step in range(cfg.outer_steps):
+        # 1. inner problem: the simulated attacker's inversion of the current F
+        with torch.no_grad():
+            z0 = Amor(F) if cfg.inner_start == 'amortized' else z_star
+        z_star, _ = invert(Enc, G, F.detach(), z0, cfg.inner_steps, cfg.inner_lr,
+                           cfg.inner_momentum, scale=LOSS_SCALE)
+        # 2. critic updates: reconstructions against prior faces
+        z_star.requires_grad_(True)
+        recon = G(z_star)
+        w, gp = critic.update(recon.detach(), prior)
+        # 3. outer loss
+        L_p = critic.privacy_loss(recon)
+        L_u = (F - f0).pow(2).flatten(1).mean(1).mean()
+        dL_dz, = torch.autograd.grad(L_p, z_star)
+        dL_dF, = torch.autograd.grad(cfg.beta * L_u, F)
+        # 4. implicit hypergradient through z_star(F)
+        grad_F, n = implicit.hypergradient(crafting.inner_loss(Enc, G), z_star, F, dL_dz, dL_dF,
+                                           cfg.hypergrad, cfg.cg_iters, damping,
+                                           cfg.neumann_alpha, cfg.neumann_terms)
+        n_hvp += n
+        # 5. Adam step on F
+        problem = crafting.check_finite(step, L_p=L_p.item(), L_u=L_u.item(),
+                                        grad=grad_F.norm().item())
+        if problem:
+            print(f'stopped this batch: {problem}; its features are not written')
+            return None
+        opt.zero_grad(set_to_none=True)
+        F.grad = grad_F
+        opt.step()
+        for k, v in (('eps_running', w), ('L_p', L_p.item()), ('L_u', L_u.item()), ('gp', gp)):
+            hist[k].append(v)
+        z_star = z_star.detach()
+    # the attacker's view of the released F
+    with torch.no_grad():
+        z0 = Amor(F) if cfg.inner_start == 'amortized' else z_star
+    z_star, _ = invert(Enc, G, F.detach(), z0, cfg.inner_steps, cfg.inner_lr, cfg.inner_momentum,
+                       scale=LOSS_SCALE)
+    with torch.no_grad():
+        recon = G(z_star)
+        L_u = (F - f0).pow(2).flatten(1).mean(1).mean().item()
+    log = {'L_u': L_u, 'eps_running_last': hist['eps_running'][-1] if hist['eps_running'] else None,
+           'hvp_per_step': n_hvp / max(1, cfg.outer_steps), 'history': hist}
+    return {'F': F.detach(), 'z_star': z_star, 'recon': recon, 'recon_raw': recon_raw, 'log': log}
+
+
+def main(argv=None):
+    cfg = config.parse(HP, PRESETS, argv, description=__doc__)
+    for key, allowed in (('inner_start', ('warm', 'amortized')), ('hypergrad', ('cg', 'neumann')),
+                         ('split', ('eval_test', 'eval_train', 'private', 'public'))):
+        if cfg[key] not in allowed:
+            raise config.ConfigError(f'--{key} {cfg[key]!r}: expected one of {", ".join(allowed)}')
+    return crafting.run(cfg, f'crafter_beta{cfg.beta:g}', craft_batch, 'featureCrafter')
+
+
+if __name__ == '__main__':
+    main()

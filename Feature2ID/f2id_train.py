@@ -1,0 +1,102 @@
+"""Step 7: Feature2ID, a classifier from released features straight to private identity.
+
+A fresh cloud network (ResNet-18 layer2 ... fc) trained on Enc features of eval_train images
+with their identities; reports top-1 / top-5 on raw eval_test features. Saves params/f2id.pt.
+Score any saved feature file (e.g. protected features) with Feature2ID/f2id_test.py.
+
+    python Feature2ID/f2id_train.py --preset demo
+"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+import metrics  # noqa: E402
+from BlackBoxAttack.trainDecoder import encode  # noqa: E402
+from common import ckpt, config, plots, runtime  # noqa: E402
+from Crafter_protection.models import FeatureClassifier  # noqa: E402
+from dataset import loader  # noqa: E402
+
+# ---- hyperparameters (paper defaults; override with --name value or --preset NAME) ----
+HP = dict(
+    epochs=60,           # not stated in the paper
+    batch_size=64,
+    lr=1e-3,             # Adam, as the oracle
+    weight_decay=1e-4,
+    resume=False,
+)
+PRESETS = {
+    'tiny': dict(epochs=1, batch_size=32),
+    'demo': dict(epochs=8),
+    'celeba-cpu': dict(epochs=15),
+}
+# -----------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def predict(net, feats, batch_size=256):
+    net.eval()
+    return torch.cat([net(feats[i:i + batch_size]) for i in range(0, len(feats), batch_size)]).cpu()
+
+
+def train_classifier(net, feats, targets, loss_fn, cfg, gen, desc, hist, opt, start=0, on_epoch=None):
+    """The cloud-network training loop on fixed features (Feature2ID and the training scenario)."""
+    for epoch in range(start, cfg.epochs):
+        net.train()
+        total, n = 0.0, 0
+        bar = tqdm(loader.batches(len(feats), cfg.batch_size, True, gen, drop_last=True),
+                   total=len(feats) // cfg.batch_size, desc=f'{desc} epoch {epoch + 1}/{cfg.epochs}')
+        for b in bar:
+            b = b.to(feats.device)
+            loss = loss_fn(net(feats[b]), targets[b])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total, n = total + loss.item(), n + 1
+            bar.set_postfix(loss=f'{total / n:.3f}')
+        hist.setdefault('loss', []).append(total / max(n, 1))
+        if on_epoch:
+            on_epoch(epoch + 1)
+    net.eval()
+    return hist
+
+
+def main(argv=None):
+    cfg = config.parse(HP, PRESETS, argv, description=__doc__)
+    device, clock = runtime.start(cfg, 'f2id_train')
+    meta = loader.load_meta(cfg.data_dir)
+    target = ckpt.load_target(cfg, meta, device)
+    train = loader.load(cfg.data_dir, 'eval_train', device, meta)
+    test = loader.load(cfg.data_dir, 'eval_test', device, meta)
+    f_train, f_test = encode(target.Enc, train, device), encode(target.Enc, test, device)
+    net = FeatureClassifier(train.n_ids, target.feat_shape).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    start, hist = ckpt.resume(cfg, 'f2id.pt', 'f2id', meta, {'f2id': net}, {'opt': opt})
+    out_file = ckpt.path(cfg, 'f2id.pt')
+    gen = torch.Generator().manual_seed(cfg.seed)
+
+    def periodic(epoch):
+        if epoch < cfg.epochs:
+            ckpt.save(out_file, kind='f2id', models={'f2id': net}, cfg=cfg, meta=meta, done=False,
+                      train=ckpt.train_state({'opt': opt}, epoch, cfg.epochs, hist))
+
+    train_classifier(net, f_train, train.labels, F.cross_entropy, cfg, gen, 'Feature2ID', hist,
+                     opt, start, periodic)
+    acc = metrics.topk_accuracy(predict(net, f_test), test.labels.cpu(), (1, 5))
+    res = {'top1': acc[1], 'top5': acc[5], 'chance': 1 / test.n_ids, 'n_test': len(test)}
+    print(f'Feature2ID on raw eval_test features: top-1 {acc[1]:.4f}, top-5 {acc[5]:.4f} '
+          f'(chance {1 / test.n_ids:.4f})')
+    ckpt.save(out_file, kind='f2id', models={'f2id': net}, cfg=cfg, meta=meta, metrics=res)
+    plots.save_curves({'train loss': hist['loss']}, out_file.with_name('f2id_loss.png'),
+                      'Feature2ID', xlabel='epoch')
+    cfg.save(out_file.with_name('f2id_config.json'))
+    clock.finish('f2id_train', out_file.with_name('f2id_report.json'), **res)
+    return res
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,106 @@
+"""Step 2: train the identity oracle that scores reconstructions (Eval Acc).
+
+An evaluator, not an attacker: it learns the private identities from eval_train images and is
+tested here on the clean eval_test images (top-1 / top-5). ResNet trunk of configurable depth
+(the paper: 152) with the authors' MLP head (-> 300 -> 200 -> #ids). Saves params/eval.pkl.
+
+    python Image2ID/evalTrain.py --preset demo
+"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+import metrics  # noqa: E402
+from common import ckpt, config, plots, runtime  # noqa: E402
+from Crafter_protection.models import Oracle  # noqa: E402
+from dataset import loader  # noqa: E402
+
+# ---- hyperparameters (paper defaults; override with --name value or --preset NAME) ----
+HP = dict(
+    depth=152,           # ResNet trunk depth: 18, 34, 50, 101 or 152 (paper: 152)
+    stem='imagenet',     # 'imagenet' (7x7 s2 + maxpool) or 'small' (3x3 s1 + maxpool) for 32 px
+    epochs=120,          # paper: 120
+    batch_size=64,       # paper: 64
+    lr=1e-3,             # Adam (paper: 1e-3, weight decay 1e-4)
+    weight_decay=1e-4,
+    flip=True,           # augmentation: random flips and shifts of up to `shift` pixels
+    shift=2,
+    resume=False,
+)
+PRESETS = {
+    'tiny': dict(depth=18, epochs=2, batch_size=32),
+    'demo': dict(depth=18, stem='small', epochs=12),
+    'celeba-cpu': dict(depth=18, stem='small', epochs=30),
+}
+# -----------------------------------------------------------------------------------------
+
+
+def load_oracle(cfg, meta, device):
+    """The trained oracle of this run's data (used by every stage that scores identity)."""
+    ck = ckpt.load(cfg, 'eval.pkl', 'oracle', meta)
+    return ckpt.build(ck, 'oracle', device)
+
+
+def main(argv=None):
+    cfg = config.parse(HP, PRESETS, argv, description=__doc__)
+    device, clock = runtime.start(cfg, 'evalTrain')
+    meta = loader.load_meta(cfg.data_dir)
+    train = loader.load(cfg.data_dir, 'eval_train', device, meta)
+    test = loader.load(cfg.data_dir, 'eval_test', device, meta)
+
+    net = Oracle(train.n_ids, meta['img_size'], cfg.depth, cfg.stem).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs)
+    start, hist = ckpt.resume(cfg, 'eval.pkl', 'oracle', meta, {'oracle': net},
+                              {'opt': opt, 'sched': sched})
+    hist = hist or {'loss': [], 'test_top1': []}
+    model = runtime.speed_up(net, cfg, device)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    out_file = ckpt.path(cfg, 'eval.pkl')
+
+    def test_acc():
+        net.eval()
+        logits, _ = metrics.oracle_outputs(net, test.x())
+        return metrics.topk_accuracy(logits, test.labels.cpu(), (1, 5))
+
+    for epoch in range(start, cfg.epochs):
+        net.train()
+        total, n = 0.0, 0
+        bar = tqdm(loader.batches(len(train), cfg.batch_size, True, gen, drop_last=True),
+                   total=len(train) // cfg.batch_size, desc=f'epoch {epoch + 1}/{cfg.epochs}')
+        for b in bar:
+            b = b.to(device)
+            x = loader.augment(train.x(b), gen, flip=cfg.flip, shift=cfg.shift)
+            with runtime.autocast(cfg, device):
+                loss = F.cross_entropy(model(runtime.as_input(x, cfg)).float(), train.labels[b])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total, n = total + loss.item(), n + 1
+            bar.set_postfix(loss=f'{total / n:.3f}')
+        sched.step()
+        hist['loss'].append(total / max(n, 1))
+        hist['test_top1'].append(test_acc()[1])
+        print(f'epoch {epoch + 1}: loss {hist["loss"][-1]:.3f}  eval_test top-1 {hist["test_top1"][-1]:.3f}')
+        ckpt.save(out_file, kind='oracle', models={'oracle': net}, cfg=cfg, meta=meta,
+                  train=ckpt.train_state({'opt': opt, 'sched': sched}, epoch + 1, cfg.epochs, hist),
+                  done=False)
+
+    acc = test_acc()
+    res = {'top1': acc[1], 'top5': acc[5], 'n_ids': train.n_ids, 'chance': 1 / train.n_ids,
+           'n_test': len(test)}
+    ckpt.save(out_file, kind='oracle', models={'oracle': net}, cfg=cfg, meta=meta, metrics=res)
+    plots.save_curves({'train loss': hist['loss'], 'eval_test top-1': hist['test_top1']},
+                      out_file.with_name('eval_curves.png'), 'identity oracle', xlabel='epoch')
+    cfg.save(out_file.with_name('eval_config.json'))
+    clock.finish('evalTrain', out_file.with_name('eval_report.json'), **res)
+    return res
+
+
+if __name__ == '__main__':
+    main()

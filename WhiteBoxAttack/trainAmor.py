@@ -1,0 +1,111 @@
+"""Step 4: train the amortizer Amor: feature -> latent start point for the white-box inversion.
+
+Trained on random z and their features Enc(G(z)). Two losses:
+  latent  (paper Eq. 37):      ||Amor(Enc(G(z))) - z||^2
+  feature (the authors' code): ||Enc(G(Amor(Enc(G(z))))) - Enc(G(z))||^2
+At the end it measures what matters, the inversion loss on real public features after
+`eval_steps` momentum-descent steps started at Amor(F) (and, for reference, at random z).
+Measured on both datasets, the feature loss gives the lower loss, so it is the default (README).
+Saves params/amor.pt.
+
+    python WhiteBoxAttack/trainAmor.py --preset demo
+"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from common import ckpt, config, plots, runtime  # noqa: E402
+from Crafter_protection.models import Amortizer  # noqa: E402
+from dataset import loader  # noqa: E402
+from WhiteBoxAttack.attacker import LOSS_SCALE, feature_loss, invert  # noqa: E402
+
+# ---- hyperparameters (paper defaults; override with --name value or --preset NAME) ----
+HP = dict(
+    loss='feature',      # feature (authors' code) | latent (paper Eq. 37)
+    width=64,            # base width (paper: 64 -> 128, 512, 1024 channels)
+    steps=5000,          # batches of random z (not stated in the paper)
+    batch_size=64,
+    lr=0.01,             # Adam (paper: 0.01)
+    eval_images=256,     # public images for the final inversion-loss check
+    eval_steps=80,       # inversion steps for that check (the amortized attack's budget)
+    ckpt_every=500,
+    resume=False,
+)
+PRESETS = {
+    'tiny': dict(width=8, steps=4, batch_size=16, eval_images=16, eval_steps=3, ckpt_every=2),
+    'demo': dict(width=16, steps=400, eval_steps=40, ckpt_every=100),
+    'celeba-cpu': dict(width=32, steps=800, eval_steps=60, ckpt_every=200),
+}
+# -----------------------------------------------------------------------------------------
+
+
+def main(argv=None):
+    cfg = config.parse(HP, PRESETS, argv, description=__doc__)
+    if cfg.loss not in ('feature', 'latent'):
+        raise config.ConfigError(f"--loss {cfg.loss!r}: expected 'feature' or 'latent'")
+    device, clock = runtime.start(cfg, 'trainAmor')
+    meta = loader.load_meta(cfg.data_dir)
+    target = ckpt.load_target(cfg, meta, device)
+    Enc = target.Enc
+    G, _ = ckpt.load_gan(cfg, meta, device)
+    Amor = Amortizer(G.latent_dim, target.feat_shape, cfg.width).to(device)
+    opt = torch.optim.Adam(Amor.parameters(), lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps)
+    start, hist = ckpt.resume(cfg, 'amor.pt', 'amor', meta, {'Amor': Amor},
+                              {'opt': opt, 'sched': sched})
+    hist = hist or {'loss': []}
+    gen = torch.Generator().manual_seed(cfg.seed)
+    out_file = ckpt.path(cfg, 'amor.pt')
+
+    Amor.train()
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=f'Amor ({cfg.loss} loss)')
+    for step in bar:
+        z = torch.randn(cfg.batch_size, G.latent_dim, generator=gen).to(device)
+        with torch.no_grad():
+            f = Enc(G(z))
+        z_hat = Amor(f)
+        if cfg.loss == 'latent':
+            loss = (z_hat - z).pow(2).mean()
+        else:
+            loss = feature_loss(Enc, G, z_hat, f).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        hist['loss'].append(loss.item())
+        if step % 10 == 0:
+            bar.set_postfix(loss=f'{loss.item():.4g}')
+        if (step + 1) % cfg.ckpt_every == 0 and step + 1 < cfg.steps:
+            ckpt.save(out_file, kind='amor', models={'Amor': Amor}, cfg=cfg, meta=meta, done=False,
+                      train=ckpt.train_state({'opt': opt, 'sched': sched}, step + 1, cfg.steps,
+                                             hist, unit='step'))
+    Amor.eval()
+
+    # The check that decides between the two losses: inversion loss on real public features.
+    pub = loader.load(cfg.data_dir, 'public', device, meta)
+    idx = torch.randperm(len(pub), generator=gen)[:cfg.eval_images].to(device)
+    with torch.no_grad():
+        F = Enc(pub.x(idx))
+        z_amor = Amor(F)
+    z0_rand = torch.randn(len(F), G.latent_dim, generator=gen).to(device)
+    res = {}
+    for name, z0 in (('amortized', z_amor), ('random', z0_rand)):
+        with torch.no_grad():
+            res[f'{name}_start_loss'] = feature_loss(Enc, G, z0, F).mean().item()
+        _, final = invert(Enc, G, F, z0, cfg.eval_steps, scale=LOSS_SCALE)
+        res[f'{name}_loss_after_{cfg.eval_steps}_steps'] = final.mean().item()
+    print('inversion loss on public features: ' + ', '.join(f'{k}={v:.4g}' for k, v in res.items()))
+    ckpt.save(out_file, kind='amor', models={'Amor': Amor}, cfg=cfg, meta=meta, metrics=res)
+    plots.save_curves({f'{cfg.loss} loss': hist['loss']}, out_file.with_name('amor_loss.png'),
+                      'amortizer', logy=True)
+    cfg.save(out_file.with_name('amor_config.json'))
+    clock.finish('trainAmor', out_file.with_name('amor_report.json'), loss=cfg.loss, **res)
+    return res
+
+
+if __name__ == '__main__':
+    main()

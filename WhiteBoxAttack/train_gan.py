@@ -1,0 +1,131 @@
+"""Step 2: train the attacker's prior, a WGAN-GP on public faces (no private identity).
+
+Generator G and critic D as the paper's Tables XI-XII (G1: linear -> transposed convs ->
+sigmoid). Saves params/gan.pt (G and D, with latent size and image size), a sample grid
+params/gan_samples.png and the loss curves params/gan_loss.png.
+
+    python WhiteBoxAttack/train_gan.py --preset demo
+"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from common import ckpt, config, plots, runtime, wgan  # noqa: E402
+from Crafter_protection.models import Critic, Generator  # noqa: E402
+from dataset import loader  # noqa: E402
+
+# ---- hyperparameters (paper defaults; override with --name value or --preset NAME) ----
+HP = dict(
+    latent_dim=500,      # paper: 500 on CelebA (3000 LFW, 700 training scenario)
+    width=64,            # G1 / critic base width (paper: 64)
+    g_steps=20000,       # generator updates (not stated in the paper; a GPU-sized default)
+    n_critic=5,          # critic steps per generator step (paper: 5)
+    gp=10.0,             # gradient-penalty weight (paper: 10)
+    lr=4e-4,             # Adam (paper: 4e-4, betas 0.5 / 0.999)
+    beta1=0.5,
+    beta2=0.999,
+    batch_size=64,       # paper: 64
+    flip=True,           # random horizontal flips of the public faces
+    ema=0.0,             # >0: keep an exponential moving average of G (off in the paper)
+    ckpt_every=500,      # generator steps between periodic checkpoints / sample grids
+    resume=False,
+)
+PRESETS = {
+    'tiny': dict(latent_dim=32, width=8, g_steps=4, n_critic=2, batch_size=16, ckpt_every=2),
+    'demo': dict(latent_dim=128, width=16, g_steps=700, ckpt_every=100),
+    'celeba-cpu': dict(latent_dim=128, width=32, g_steps=3000, ckpt_every=250),
+}
+# -----------------------------------------------------------------------------------------
+
+
+def main(argv=None):
+    cfg = config.parse(HP, PRESETS, argv, description=__doc__)
+    device, clock = runtime.start(cfg, 'train_gan')
+    meta = loader.load_meta(cfg.data_dir)
+    pub = loader.load(cfg.data_dir, 'public', device, meta)
+    img_size = meta['img_size']
+
+    G = Generator(cfg.latent_dim, img_size, cfg.width).to(device)
+    D = Critic(img_size, cfg.width).to(device)
+    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    G_ema = Generator(cfg.latent_dim, img_size, cfg.width).to(device) if cfg.ema > 0 else None
+    models = {'G': G, 'D': D} if G_ema is None else {'G': G, 'D': D, 'G_ema': G_ema}
+    if G_ema is not None:
+        G_ema.load_state_dict(G.state_dict())
+    start, hist = ckpt.resume(cfg, 'gan.pt', 'gan', meta, models, {'g': opt_g, 'd': opt_d})
+    hist = hist or {'wasserstein': [], 'gp': [], 'g_loss': []}
+    Gs, Ds = runtime.speed_up(G, cfg, device), runtime.speed_up(D, cfg, device)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    z_fixed = torch.randn(64, cfg.latent_dim, generator=torch.Generator().manual_seed(1234)).to(device)
+    out_file = ckpt.path(cfg, 'gan.pt')
+    sample_file = out_file.with_name('gan_samples.png')
+
+    def real_batch():
+        idx = torch.randint(len(pub), (cfg.batch_size,), generator=gen).to(device)
+        return runtime.as_input(loader.augment(pub.x(idx), gen, flip=cfg.flip), cfg)
+
+    def save(step, done):
+        final = G_ema if G_ema is not None else G
+        # periodic: everything --resume needs; final: the prior later stages load
+        saved = {'G': final, 'D': D} if done else models
+        train = None if done else ckpt.train_state({'g': opt_g, 'd': opt_d}, step, cfg.g_steps,
+                                                   hist, unit='generator step')
+        ckpt.save(out_file, kind='gan', models=saved, cfg=cfg, meta=meta, train=train, done=done,
+                  metrics={'wasserstein_last': hist['wasserstein'][-1] if hist['wasserstein'] else None})
+        final.eval()
+        with torch.no_grad():
+            plots.save_grid(final(z_fixed), sample_file, nrow=8, upscale=2)
+        final.train()
+
+    G.train()
+    D.train()
+    bar = tqdm(range(start, cfg.g_steps), initial=start, total=cfg.g_steps, desc='WGAN-GP')
+    for step in bar:
+        for _ in range(cfg.n_critic):
+            z = torch.randn(cfg.batch_size, cfg.latent_dim, generator=gen).to(device)
+            with torch.no_grad(), runtime.autocast(cfg, device):
+                fake = Gs(z).float()
+            w, gp = wgan.critic_step(Ds, opt_d, real_batch(), fake, cfg.gp)
+        z = torch.randn(cfg.batch_size, cfg.latent_dim, generator=gen).to(device)
+        for p in D.parameters():
+            p.requires_grad_(False)
+        with runtime.autocast(cfg, device):
+            g_loss = -Ds(Gs(z)).float().mean()
+        opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        opt_g.step()
+        for p in D.parameters():
+            p.requires_grad_(True)
+        if G_ema is not None:
+            with torch.no_grad():
+                for pe, p in zip(G_ema.state_dict().values(), G.state_dict().values()):
+                    if pe.dtype.is_floating_point:
+                        pe.lerp_(p, 1 - cfg.ema)
+                    else:
+                        pe.copy_(p)
+        hist['wasserstein'].append(w)
+        hist['gp'].append(gp)
+        hist['g_loss'].append(g_loss.item())
+        if step % 10 == 0:
+            bar.set_postfix(W=f'{w:.3f}', gp=f'{gp:.3f}')
+        if (step + 1) % cfg.ckpt_every == 0 and step + 1 < cfg.g_steps:
+            save(step + 1, done=False)
+
+    save(cfg.g_steps, done=True)
+    plots.save_curves({'Wasserstein estimate': hist['wasserstein'], 'gradient penalty': hist['gp']},
+                      out_file.with_name('gan_loss.png'), 'WGAN-GP', xlabel='generator step')
+    cfg.save(out_file.with_name('gan_config.json'))
+    wall = clock.summary()['wall_s']
+    clock.finish('train_gan', out_file.with_name('gan_report.json'),
+                 wasserstein_last100=sum(hist['wasserstein'][-100:]) / max(1, len(hist['wasserstein'][-100:])),
+                 real_images_per_s=round((cfg.g_steps - start) * cfg.n_critic * cfg.batch_size / max(wall, 1e-9), 1),
+                 samples=str(sample_file))
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,46 @@
+"""Image grids and curves, written atomically (matplotlib without a display)."""
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from torchvision.utils import make_grid  # noqa: E402
+
+from common import io  # noqa: E402
+
+
+def save_grid(images, path, nrow=8, upscale=1):
+    """images: float N x 3 x S x S in [0, 1] (any device) -> PNG grid."""
+    from PIL import Image
+    grid = make_grid(images.detach().float().cpu().clamp(0, 1), nrow=nrow, padding=1, pad_value=1)
+    arr = (grid.permute(1, 2, 0).numpy() * 255 + 0.5).astype('uint8')
+    img = Image.fromarray(arr)
+    if upscale > 1:
+        img = img.resize((img.width * upscale, img.height * upscale), Image.NEAREST)
+    with io.atomic_path(path) as tmp:
+        img.save(tmp, format='PNG')
+
+
+def save_rows(rows, path, labels=None, upscale=2):
+    """rows: list of N x 3 x S x S tensors of equal N (e.g. originals, then reconstructions)."""
+    n = rows[0].shape[0]
+    save_grid(torch.cat([r.detach().float().cpu() for r in rows]), path, nrow=n, upscale=upscale)
+
+
+def save_curves(curves, path, title='', xlabel='step', logy=False):
+    """curves: {label: list of values} or {label: (xs, ys)} -> line plot PNG."""
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for label, ys in curves.items():
+        if isinstance(ys, tuple):
+            ax.plot(ys[0], ys[1], label=label)
+        else:
+            ax.plot(range(1, len(ys) + 1), ys, label=label)
+    ax.set_xlabel(xlabel)
+    if logy:
+        ax.set_yscale('log')
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    io.save_figure(fig, path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,102 @@
+"""Device, seeding, speed switches and the wall-time / peak-memory report every stage prints."""
+import contextlib
+import json
+import random
+import resource
+import time
+
+import numpy as np
+import torch
+
+from common import io
+
+
+def resolve_device(name='auto'):
+    if name == 'auto':
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    if name.startswith('cuda') and not torch.cuda.is_available():
+        raise SystemExit(f'error: --device {name} but CUDA is not available here; use --device cpu')
+    return torch.device(name)
+
+
+def seed_everything(seed):
+    random.seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    torch.manual_seed(seed)
+
+
+def start(cfg, title):
+    """Print the resolved config, seed everything, return the device and a stage clock."""
+    cfg.show(title)
+    seed_everything(cfg.seed)
+    device = resolve_device(cfg.device)
+    if device.type == 'cuda':
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    print(f'device: {device}  threads: {torch.get_num_threads()}', flush=True)
+    return device, StageClock(device)
+
+
+def run_tag(cfg):
+    """A name for this run's outputs: params -> 'default', params/demo -> 'demo'."""
+    from pathlib import Path
+    parts = Path(cfg.params_dir).parts
+    tag = '_'.join(parts[1:]) if parts and parts[0] == 'params' else '_'.join(parts[-2:])
+    return tag or 'default'
+
+
+def autocast(cfg, device):
+    """bf16 autocast on CUDA when --amp is on; a no-op elsewhere."""
+    if cfg.get('amp') and device.type == 'cuda':
+        return torch.autocast('cuda', dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def speed_up(model, cfg, device):
+    """Move to the device and apply the GPU switches. Returns the module to call.
+
+    Keep a reference to the original module for saving: a compiled wrapper's state_dict keys
+    differ.
+    """
+    model = model.to(device)
+    if cfg.get('channels_last'):
+        model = model.to(memory_format=torch.channels_last)
+    if cfg.get('compile'):
+        return torch.compile(model)
+    return model
+
+
+def as_input(x, cfg):
+    if cfg.get('channels_last') and x.dim() == 4:
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+class StageClock:
+    """Wall time and peak memory of a stage, for the closing lines and the stage's JSON."""
+
+    def __init__(self, device):
+        self.t0 = time.time()
+        self.device = device
+        if device.type == 'cuda':
+            torch.cuda.reset_peak_memory_stats(device)
+
+    def summary(self):
+        out = {'wall_s': round(time.time() - self.t0, 2),
+               'peak_rss_mib': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+        if self.device.type == 'cuda':
+            out['peak_cuda_mib'] = round(torch.cuda.max_memory_allocated(self.device) / 2 ** 20, 1)
+        return out
+
+    def finish(self, title, path=None, **metrics):
+        """Print 'title: wall .. s, peak .. MiB, metrics' and write them as JSON to `path`."""
+        report = {**metrics, **self.summary()}
+        print(f'{title} done: ' + ', '.join(f'{k}={_fmt(v)}' for k, v in report.items()), flush=True)
+        if path is not None:
+            io.write_text(path, json.dumps(report, indent=1) + '\n')
+        return report
+
+
+def _fmt(v):
+    return f'{v:.4g}' if isinstance(v, float) else str(v)

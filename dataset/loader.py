@@ -1,0 +1,194 @@
+"""The one data loader every stage uses.
+
+`load(data_dir, split)` reads a split of the prepared layout (see dataset/layout.py) into memory:
+uint8 images decoded once (and cached on disk under DIR/.cache, keyed by the files' sizes and
+modification times, so later stages start in a second), identity labels and attributes.
+Batches are index tensors over that memory, so no stage decodes an image twice.
+"""
+import csv
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from common import io
+from dataset import layout
+from dataset.validate import DatasetError, check_structure, decode_image
+
+_MEMO = {}   # (resolved dir, folder) -> (names, uint8 tensor); one decode per process
+
+
+class Split:
+    """A split held in memory.
+
+    images: uint8 N x 3 x S x S; ids: raw identity numbers; labels: 0..n_ids-1 over the
+    identities of the split's side (public or private, so eval_train and eval_test agree);
+    attrs: float N x A (0/1); names: image file names.
+    """
+
+    def __init__(self, name, names, images, ids, id_list, attrs, attr_names):
+        self.name, self.names, self.images = name, list(names), images
+        self.ids = torch.as_tensor(ids, dtype=torch.long)
+        self.id_list = list(id_list)
+        index = {pid: i for i, pid in enumerate(self.id_list)}
+        self.labels = torch.tensor([index[int(i)] for i in self.ids.tolist()], dtype=torch.long)
+        self.attrs = attrs
+        self.attr_names = list(attr_names)
+
+    def __len__(self):
+        return len(self.names)
+
+    @property
+    def n_ids(self):
+        return len(self.id_list)
+
+    def subset(self, idx):
+        idx = torch.as_tensor(idx, dtype=torch.long)
+        out = Split.__new__(Split)
+        out.name, out.id_list, out.attr_names = self.name, self.id_list, self.attr_names
+        out.names = [self.names[i] for i in idx.tolist()]
+        out.images, out.ids, out.labels, out.attrs = (self.images[idx], self.ids[idx],
+                                                      self.labels[idx], self.attrs[idx])
+        return out
+
+    def to(self, device):
+        self.images, self.labels, self.attrs = (t.to(device) for t in (self.images, self.labels,
+                                                                         self.attrs))
+        return self
+
+    def x(self, idx=None):
+        """Float images in [0, 1] (on the split's device)."""
+        imgs = self.images if idx is None else self.images[idx]
+        return imgs.float().div_(255)
+
+
+def data_path(data_dir):
+    p = Path(data_dir).expanduser()
+    if not p.is_absolute() and not p.exists():
+        p = io.repo_path(data_dir)       # relative to the repo root when not found from the cwd
+    return p.resolve()
+
+
+def load_meta(data_dir):
+    """Structural validation (fast) and dataset.json; stops with the validator's message."""
+    try:
+        return check_structure(data_path(data_dir))
+    except DatasetError as e:
+        raise SystemExit(f'error: {e}') from None
+
+
+def _read_csv(file):
+    with open(file, newline='') as fh:
+        rows = list(csv.reader(fh))
+    return rows[0], rows[1:]
+
+
+def load(data_dir, split, device='cpu', meta=None):
+    """Load one split ('public', 'private', 'eval_train', 'eval_test') into memory."""
+    root = data_path(data_dir)
+    meta = meta or load_meta(root)
+    id_csv, attr_csv, folder = layout.SPLITS[split]
+    _, rows = _read_csv(root / id_csv)
+    names = [r[0] for r in rows]
+    ids = [int(r[1]) for r in rows]
+    head, arows = _read_csv(root / attr_csv)
+    amap = {r[0]: r[1:] for r in arows}
+    attrs = torch.tensor(np.array([amap[n] for n in names], dtype=np.float32).reshape(
+        len(names), len(head) - 1))
+    side_csv = layout.SPLITS['public' if folder == 'public' else 'private'][0]
+    _, side_rows = _read_csv(root / side_csv)
+    id_list = sorted({int(r[1]) for r in side_rows})
+    images = _images(root, folder, names, meta['img_size'])
+    return Split(split, names, images, ids, id_list, attrs, head[1:]).to(device)
+
+
+def _images(root, folder, names, img_size):
+    """uint8 N x 3 x S x S for `names`, from the memo, the disk cache, or by decoding."""
+    all_names, all_images = _folder_images(root, folder, img_size)
+    pos = {n: i for i, n in enumerate(all_names)}
+    return all_images[torch.tensor([pos[n] for n in names], dtype=torch.long)]
+
+
+def _folder_images(root, folder, img_size):
+    key = (str(root), folder)
+    if key in _MEMO:
+        return _MEMO[key]
+    files = sorted(f for f in os.listdir(root / folder) if not f.startswith('.'))
+    sig = hashlib.sha1(str(img_size).encode())
+    for f in files:
+        st = os.stat(root / folder / f)
+        sig.update(f'{f}:{st.st_size}:{st.st_mtime_ns};'.encode())
+    sig = sig.hexdigest()
+    cache = root / '.cache' / f'{folder}_u8.pt'
+    if cache.exists():
+        try:
+            c = torch.load(cache, weights_only=True)
+            if c.get('sig') == sig:
+                _MEMO[key] = (c['names'], c['images'])
+                return _MEMO[key]
+        except Exception:
+            pass    # a stale or broken cache is rebuilt below
+    arr = np.empty((len(files), img_size, img_size, 3), dtype=np.uint8)
+    for i, f in enumerate(tqdm(files, desc=f'decode {folder}', mininterval=1, leave=False)):
+        arr[i] = decode_image(root / folder / f, img_size)
+    images = torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
+    try:
+        io.save_torch({'sig': sig, 'names': files, 'images': images}, cache)
+    except OSError as e:   # a read-only dataset still loads, only slower next time
+        print(f'note: could not write the image cache {cache}: {e}')
+    _MEMO[key] = (files, images)
+    return _MEMO[key]
+
+
+def holdout(split, frac=0.1, seed=0):
+    """Deterministic (train_idx, heldout_idx) of a split, by a seeded permutation."""
+    g = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(len(split), generator=g)
+    n_held = max(1, int(round(frac * len(split))))
+    return perm[n_held:].sort().values, perm[:n_held].sort().values
+
+
+def batches(n, batch_size, shuffle=False, generator=None, drop_last=False):
+    """Index tensors covering range(n)."""
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    stop = n - n % batch_size if drop_last and n >= batch_size else n
+    for i in range(0, stop, batch_size):
+        yield order[i:i + batch_size]
+
+
+def per_identity(split, k, seed=0):
+    """Indices of at most k images per identity (a fixed, seeded choice): evaluation subsets."""
+    if k <= 0:
+        return torch.arange(len(split))
+    g = torch.Generator().manual_seed(seed)
+    keep = []
+    labels = split.labels.cpu()
+    for lab in torch.unique(labels).tolist():
+        idx = torch.nonzero(labels == lab).flatten()
+        keep.append(idx[torch.randperm(len(idx), generator=g)[:k]])
+    return torch.cat(keep).sort().values
+
+
+def augment(x, generator=None, flip=True, shift=0):
+    """Batch augmentation without a Python loop over samples: random horizontal flips and
+    random translations of up to `shift` pixels (edge padding)."""
+    n = x.shape[0]
+    if flip:
+        mask = torch.rand(n, generator=generator) < 0.5
+        mask = mask.to(x.device).view(n, 1, 1, 1)
+        x = torch.where(mask, x.flip(3), x)
+    if shift > 0:
+        s = x.shape[-1]
+        pad = torch.nn.functional.pad(x, (shift,) * 4, mode='replicate')
+        dx = torch.randint(0, 2 * shift + 1, (n,), generator=generator).to(x.device)
+        dy = torch.randint(0, 2 * shift + 1, (n,), generator=generator).to(x.device)
+        ar = torch.arange(s, device=x.device)
+        rows = (dy.view(n, 1) + ar.view(1, s))                      # n x s
+        cols = (dx.view(n, 1) + ar.view(1, s))
+        x = pad[torch.arange(n, device=x.device).view(n, 1, 1, 1),
+                torch.arange(x.shape[1], device=x.device).view(1, -1, 1, 1),
+                rows.view(n, 1, s, 1), cols.view(n, 1, 1, s)]
+    return x

@@ -1,0 +1,117 @@
+"""Privacy and utility metrics shared by every stage and by evaluate.py.
+
+- identity: top-k accuracy of the oracle on reconstructions (Eval Acc);
+- image similarity to the originals: SSIM and FSIM (Zhang et al. 2011, the real feature
+  similarity index with phase congruency, from `piq`, rather than a cosine stand-in);
+- feature similarity: cosine similarity of the oracle's embeddings of original and
+  reconstruction;
+- utility: ROC AUC per binary attribute and its mean.
+"""
+import math
+
+import torch
+
+
+def topk_accuracy(logits, labels, ks=(1, 5)):
+    """Fraction of rows whose label is among the k highest logits, for each k."""
+    labels = labels.to(logits.device).view(-1, 1)
+    order = logits.topk(min(max(ks), logits.shape[1]), dim=1).indices
+    return {k: (order[:, :k] == labels).any(dim=1).float().mean().item() for k in ks}
+
+
+def auc(scores, targets):
+    """ROC AUC of one binary attribute (Mann-Whitney U with average ranks for ties).
+
+    Returns nan when the targets hold a single class (AUC is undefined there).
+    """
+    scores = torch.as_tensor(scores, dtype=torch.float64).flatten()
+    targets = torch.as_tensor(targets).flatten().bool()
+    n_pos = int(targets.sum())
+    n_neg = targets.numel() - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return math.nan
+    order = scores.argsort()
+    sorted_scores = scores[order]
+    ranks = torch.empty_like(scores)
+    ranks[order] = torch.arange(1, scores.numel() + 1, dtype=torch.float64)
+    # average the ranks of tied scores
+    uniq, inverse, counts = torch.unique_consecutive(sorted_scores, return_inverse=True,
+                                                     return_counts=True)
+    if len(uniq) < scores.numel():
+        ends = counts.cumsum(0).double()
+        avg = ends - (counts.double() - 1) / 2
+        ranks[order] = avg[inverse]
+    u = ranks[targets].sum() - n_pos * (n_pos + 1) / 2
+    return (u / (n_pos * n_neg)).item()
+
+
+def attribute_aucs(scores, targets, names=None):
+    """Per-attribute AUC over the columns of N x A scores and 0/1 targets; {name: auc}."""
+    scores, targets = torch.as_tensor(scores).cpu(), torch.as_tensor(targets).cpu()
+    names = names or [str(i) for i in range(scores.shape[1])]
+    return {n: auc(scores[:, j], targets[:, j]) for j, n in enumerate(names)}
+
+
+def mean_auc(scores, targets):
+    """Mean AUC over the attributes where both classes occur (nan if none)."""
+    vals = [v for v in attribute_aucs(scores, targets).values() if not math.isnan(v)]
+    return sum(vals) / len(vals) if vals else math.nan
+
+
+def ssim(x, y):
+    """Per-image SSIM of two N x 3 x S x S batches in [0, 1]."""
+    import piq
+    x, y = _pair(x, y)
+    return piq.ssim(x, y, data_range=1.0, reduction='none', kernel_size=_kernel(x))
+
+
+def fsim(x, y):
+    """Per-image FSIMc (colour feature similarity, Zhang et al. 2011) in [0, 1]."""
+    import piq
+    x, y = _pair(x, y)
+    return piq.fsim(x, y, data_range=1.0, reduction='none', chromatic=True)
+
+
+def cosine(a, b):
+    """Row-wise cosine similarity of two N x D embeddings."""
+    return torch.nn.functional.cosine_similarity(a.flatten(1).float(), b.flatten(1).float(), dim=1)
+
+
+def _pair(x, y):
+    if x.shape != y.shape:
+        raise ValueError(f'image batches differ in shape: {tuple(x.shape)} vs {tuple(y.shape)}')
+    return x.detach().float().clamp(0, 1).cpu(), y.detach().float().clamp(0, 1).cpu()
+
+
+def _kernel(x):
+    # the standard 11 x 11 window, smaller for tiny images (must be odd and fit the image)
+    k = min(11, x.shape[-1] - (1 - x.shape[-1] % 2))
+    return max(3, k)
+
+
+@torch.no_grad()
+def oracle_outputs(oracle, images, batch_size=256):
+    """(logits, embeddings) of the oracle for float images in [0, 1], batch by batch."""
+    dev = next(oracle.parameters()).device
+    logits, emb = [], []
+    for i in range(0, len(images), batch_size):
+        e = oracle.embed(images[i:i + batch_size].to(dev).float())
+        emb.append(e.float().cpu())
+        logits.append(oracle.logits(e).float().cpu())
+    return torch.cat(logits), torch.cat(emb)
+
+
+def reconstruction_scores(oracle, recon, originals, labels):
+    """Everything measured on a set of reconstructions of known images.
+
+    recon, originals: float N x 3 x S x S in [0, 1]; labels: oracle class of each original.
+    Returns eval_acc (top-1), eval_acc_top5, ssim, fsim, feature_sim (means over images).
+    """
+    logits, emb_r = oracle_outputs(oracle, recon)
+    _, emb_o = oracle_outputs(oracle, originals)
+    acc = topk_accuracy(logits, labels.cpu(), (1, 5))
+    return {'eval_acc': acc[1], 'eval_acc_top5': acc[5],
+            'ssim': ssim(recon, originals).mean().item(),
+            'fsim': fsim(recon, originals).mean().item(),
+            'feature_sim': cosine(emb_r, emb_o).mean().item(),
+            'n': int(len(recon))}
