@@ -59,7 +59,6 @@ HP = dict(
 SHARED = '../shared/data/celeba64'
 PRESETS = {
     'tiny': dict(src=SHARED, out='dataset/celeba_tiny', img_size=32, n_private=5),
-    'demo': dict(src=SHARED, out='dataset/celeba32', img_size=32, n_private=100),
     'celeba-cpu': dict(src=SHARED, out='dataset/celeba32', img_size=32, n_private=100),
 }
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png')

@@ -1,0 +1,89 @@
+"""Step 9: z-Crafter (paper, Algorithm 3): craft in the latent space instead of the feature space.
+
+Start from the attacker's inversion z_star(Enc(x)) and optimise z directly with Adam against a
+fresh critic (prior faces G(z_r) as in Crafter), keeping the feature close:
+    L = -mean D(G(z)) + beta * ||Enc(G(z)) - f0||^2 / d,
+then release F = Enc(G(z)). Faster than Crafter (no bilevel problem) but weaker: the latent
+learning rate sets its trade-off more than beta does (paper, Table XIV).
+Same outputs and resumability as featureCrafter.py (see Crafter_protection/crafting.py).
+
+    python Crafter_protection/zCrafter.py --preset demo --beta 1
+"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from common import config  # noqa: E402
+from Crafter_protection import crafting  # noqa: E402
+from Crafter_protection.featureCrafter import HP as CRAFTER_HP  # noqa: E402
+from WhiteBoxAttack.attacker import LOSS_SCALE, invert  # noqa: E402
+
+# ---- hyperparameters (paper defaults; override with --name value or --preset NAME) ----
+HP = dict(
+    {k: v for k, v in CRAFTER_HP.items()                   # the critic, batch, inner-attacker
+     if k not in ('inner_start', 'hypergrad', 'neumann_alpha', 'neumann_terms', 'cg_iters',
+                  'cg_damping')},                          # and output settings are Crafter's
+    lr=0.005,            # Adam on z (paper: 0.005; Table XIV also 1e-4 ... 1e-3)
+    run='',              # run folder name (default zcrafter_beta<beta>)
+)
+PRESETS = {
+    'tiny': dict(outer_steps=3, batch_size=16, n_critic=2, critic_width=8, first_inner_steps=3,
+                 n_per_id=1, n_images=16, eps_steps=5),
+    'demo': dict(outer_steps=60, batch_size=128, critic_width=16, n_per_id=3, eps_steps=100),
+    'celeba-cpu': dict(outer_steps=80, batch_size=128, critic_width=32, n_per_id=3, eps_steps=100),
+}
+# -----------------------------------------------------------------------------------------
+
+
+def craft_batch(x, f0, m, cfg, gen):
+    """Algorithm 3 on one batch (same return value as featureCrafter.craft_batch)."""
+    Enc, G = m.Enc, m.G
+    critic = crafting.PrivacyCritic(m.img_size, cfg, x.device, gen)
+    with torch.no_grad():
+        prior = G(torch.randn(len(x), G.latent_dim, generator=gen).to(x.device))
+        z0 = m.Amor(f0)
+    z_raw, _ = invert(Enc, G, f0, z0, cfg.first_inner_steps, cfg.inner_lr, cfg.inner_momentum,
+                      scale=LOSS_SCALE)
+    with torch.no_grad():
+        recon_raw = G(z_raw)
+    z = z_raw.clone().requires_grad_(True)
+    opt = torch.optim.Adam([z], lr=cfg.lr)
+    hist = {'eps_running': [], 'L_p': [], 'L_u': []}
+    for step in range(cfg.outer_steps):
+        img = G(z)
+        w, _ = critic.update(img.detach(), prior)
+        L_p = critic.privacy_loss(img)
+        L_u = (Enc(img) - f0).pow(2).flatten(1).mean(1).mean()
+        loss = L_p + cfg.beta * L_u
+        problem = crafting.check_finite(step, L_p=L_p.item(), L_u=L_u.item())
+        if problem:
+            print(f'stopped this batch: {problem}; its features are not written')
+            return None
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        for k, v in (('eps_running', w), ('L_p', L_p.item()), ('L_u', L_u.item())):
+            hist[k].append(v)
+    with torch.no_grad():
+        F = Enc(G(z))
+    # the attacker's view of the released F: its inversion, warm from the crafted z
+    z_star, _ = invert(Enc, G, F, z.detach(), cfg.inner_steps, cfg.inner_lr, cfg.inner_momentum,
+                       scale=LOSS_SCALE)
+    with torch.no_grad():
+        recon = G(z_star)
+        L_u = (F - f0).pow(2).flatten(1).mean(1).mean().item()
+    log = {'L_u': L_u, 'eps_running_last': hist['eps_running'][-1] if hist['eps_running'] else None,
+           'history': hist}
+    return {'F': F, 'z_star': z_star, 'recon': recon, 'recon_raw': recon_raw, 'log': log}
+
+
+def main(argv=None):
+    cfg = config.parse(HP, PRESETS, argv, description=__doc__)
+    return crafting.run(cfg, f'zcrafter_beta{cfg.beta:g}', craft_batch, 'zCrafter')
+
+
+if __name__ == '__main__':
+    main()
