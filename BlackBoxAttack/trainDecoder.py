@@ -102,7 +102,7 @@ def main(argv=None):
                       train=ckpt.train_state({'opt': opt}, epoch, cfg.epochs, hist))
 
     fit(Dec, opt, feats, pub.images, cfg.epochs, cfg.batch_size, gen, 'Dec', hist, start, periodic)
-    out_dir = io.repo_path('results') / runtime.run_tag(cfg) / 'attack_raw'
+    out_dir = io.repo_path(cfg.results_dir) / runtime.run_tag(cfg) / 'attack_raw'
     res = score_raw(cfg, meta, target.Enc, Dec, device, out_dir)
     ckpt.save(out_file, kind='dec', models={'Dec': Dec}, cfg=cfg, meta=meta,
               metrics={'train_mse': hist['mse'][-1] if hist.get('mse') else None, **res})

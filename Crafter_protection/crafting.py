@@ -73,16 +73,17 @@ class PrivacyCritic:
 
 def eps_pii(recon, prior, cfg, device, seed, steps=None):
     """epsilon-PII of a batch: the Wasserstein distance between reconstructions and prior faces
-    estimated by a critic trained from scratch (same recipe for every protection)."""
+    estimated by a critic trained from scratch (same recipe for every protection: the crafter's
+    critic settings, paper values where the caller's config has none)."""
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    critic = PrivacyCritic(recon.shape[-1], SimpleNamespace(**{**cfg, 'n_critic': 1}), device, gen)
-    w = 0.0
+    paper = dict(critic_lr=5e-4, critic_batch=32, gp=20.0, gp_high=40.0, critic_width=64)
+    settings = SimpleNamespace(**{k: cfg.get(k, v) for k, v in paper.items()}, n_critic=1)
+    critic = PrivacyCritic(recon.shape[-1], settings, device, gen)
     for _ in range(steps or cfg.eps_steps):
         critic.update(recon.detach(), prior)
     with torch.no_grad():
-        w = (critic.D(prior).mean() - critic.D(recon).mean()).item()
-    return w
+        return (critic.D(prior).mean() - critic.D(recon).mean()).item()
 
 
 def inner_loss(Enc, G):
@@ -91,7 +92,8 @@ def inner_loss(Enc, G):
 
 
 def run_dir(cfg, protection):
-    return io.repo_path(cfg.out_root) / runtime.run_tag(cfg) / (cfg.run or protection)
+    root = io.repo_path(cfg.get('out_root') or 'Crafter_result')
+    return root / runtime.run_tag(cfg) / (cfg.get('run') or protection)
 
 
 def select(split, cfg):
@@ -210,3 +212,38 @@ def check_finite(step, **values):
         if not math.isfinite(v) or abs(v) > 1e6:
             return f'{k} = {v} at outer step {step}'
     return None
+
+
+# ---- protected features, for every consumer (attacks, utility, evaluation) -----------------
+
+def feature_file(cfg, protection, split):
+    return run_dir(cfg, protection) / f'features_{split}.pt'
+
+
+def craft_command(cfg, protection, split):
+    """The command that makes a protection's features of a split (for 'missing input' rows)."""
+    script = 'zCrafter.py' if protection.startswith('zcrafter') else 'featureCrafter.py'
+    beta = protection.split('beta')[-1] if 'beta' in protection else '1'
+    return (f'python Crafter_protection/{script} {cfg.overrides_for_command()} --beta {beta} '
+            f'--split {split}').replace('  ', ' ')
+
+
+def protected_features(cfg, protection, split, Enc, device):
+    """Released features of the images of `split` under `protection` ('none' = raw Enc(x)).
+
+    The split must only hold images the protection has crafted (use `covered` to select them).
+    """
+    if protection == 'none':
+        with torch.no_grad():
+            return torch.cat([Enc(split.x(b.to(device))) for b in loader.batches(len(split), 256)])
+    file = feature_file(cfg, protection, split.name)
+    return ckpt.aligned_features(file, split, craft_command(cfg, protection, split.name)).to(device)
+
+
+def covered(cfg, protection, split):
+    """The part of `split` a protection's feature file covers (all of it for 'none')."""
+    if protection == 'none':
+        return split
+    file = feature_file(cfg, protection, split.name)
+    names = set(ckpt.load_features(file, craft_command(cfg, protection, split.name))['names'])
+    return split.subset([i for i, n in enumerate(split.names) if n in names])

@@ -120,7 +120,7 @@ def main(argv=None):
         with torch.no_grad():
             feats = torch.cat([Enc(test.x(b.to(device))) for b in loader.batches(len(test), 256)])
         name = 'raw'
-    out = Path(cfg.out) if cfg.out else io.repo_path('results') / runtime.run_tag(cfg) / f'attack_{name}'
+    out = Path(cfg.out) if cfg.out else io.repo_path(cfg.results_dir) / runtime.run_tag(cfg) / f'attack_{name}'
     oracle = load_oracle(cfg, meta, device)
     gen = torch.Generator().manual_seed(cfg.seed)
     modes = ['random', 'amortized'] if cfg.mode == 'both' else [cfg.mode]
