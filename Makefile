@@ -30,10 +30,11 @@ demo: $(VENV)
 test: $(VENV)
 	$(PY) -m pytest -q tests
 
-$(VENV): requirements.txt
+$(VENV): requirements.txt requirements-facenet.txt
 	python3 -m venv .venv
 	.venv/bin/pip install -q --upgrade pip
 	.venv/bin/pip install -q -r requirements.txt
+	.venv/bin/pip install -q --no-deps -r requirements-facenet.txt   # optional FaceNet oracle
 	touch $@
 
 # ---- step 0: data ---------------------------------------------------------------------------

@@ -48,6 +48,7 @@ HP = dict(
     eps_steps=200,       # critic steps of the eps-PII estimate (the crafter's critic recipe)
     critic_width=64,     # its width (the crafter's critic_width)
     batch_size=128,
+    oracle='eval',       # eval (params/eval.pkl) | facenet (params/facenet.pkl, optional)
     n_show=8,            # images per row of reconstructions.png
     out='',              # default results/<run>
 )
@@ -79,7 +80,7 @@ class Models:
         self.G, self.D = ckpt.load_gan(cfg, meta, device)
         self.Amor = ckpt.load_amor(cfg, meta, device, self.G.latent_dim)
         from Image2ID.evalTrain import load_oracle
-        self.oracle = load_oracle(cfg, meta, device)
+        self.oracle = load_oracle(cfg, meta, device, cfg.oracle)
         self.missing = {}
         ck = ckpt.load(cfg, 'dec.pkl', 'dec', meta, required=False)
         self.Dec = ckpt.build(ck, 'Dec', device) if ck else None
@@ -107,7 +108,9 @@ def adapted(cfg, meta, device, protection, kind):
 
 
 def batched(fn, feats, batch_size):
-    return torch.cat([fn(feats[b]) for b in loader.batches(len(feats), batch_size)], dim=-4)
+    """fn over batches of features, joined along the image axis (axis 1 for restarts x N x ...)."""
+    outs = [fn(feats[b]) for b in loader.batches(len(feats), batch_size)]
+    return torch.cat(outs, dim=1 if outs[0].dim() == 5 else 0)
 
 
 def evaluate_protection(cfg, meta, device, m, test, protection, attacks, gen):

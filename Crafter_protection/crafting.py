@@ -22,7 +22,7 @@ import torch
 from common import ckpt, io, plots, runtime, wgan
 from Crafter_protection.models import Critic
 from dataset import loader
-from WhiteBoxAttack.attacker import LOSS_SCALE, feature_loss, invert
+from WhiteBoxAttack.attacker import inversion_loss, invert
 
 # settings that change what a run computes; a rerun into the same folder must keep them
 RESULT_KEYS = ('beta', 'outer_steps', 'batch_size', 'lr', 'critic_lr', 'n_critic', 'critic_batch',
@@ -88,7 +88,7 @@ def eps_pii(recon, prior, cfg, device, seed, steps=None):
 
 def inner_loss(Enc, G):
     """L_inv summed over the batch (each image's term independent), as the attacker's."""
-    return lambda z, F: feature_loss(Enc, G, z, F).sum() * LOSS_SCALE
+    return lambda z, F: inversion_loss(Enc, G, z, F).sum()
 
 
 def run_dir(cfg, protection):

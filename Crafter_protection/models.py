@@ -220,8 +220,33 @@ class Oracle(nn.Module):
         return self.logits(self.embed(x))
 
 
+class FaceNetOracle(nn.Module):
+    """The optional FaceNet oracle: facenet-pytorch's InceptionResnetV1 (512-d embedding, frozen)
+    and a retrained logits layer. Inputs are resized to FaceNet's 160 px and standardised as
+    FaceNet expects. The package is an optional extra (requirements-facenet.txt)."""
+
+    def __init__(self, n_ids, img_size):
+        super().__init__()
+        self.arch = dict(name='FaceNetOracle', n_ids=n_ids, img_size=img_size)
+        try:
+            from facenet_pytorch import InceptionResnetV1
+        except ImportError as e:
+            raise SystemExit(
+                f'error: the FaceNet oracle needs facenet-pytorch ({e}); install the optional '
+                'extra with: .venv/bin/pip install --no-deps -r requirements-facenet.txt') from None
+        self.net = InceptionResnetV1(pretrained=None, classify=False)
+        self.logits = nn.Linear(512, n_ids)
+
+    def embed(self, x):
+        x = nn.functional.interpolate(x, size=160, mode='bilinear', align_corners=False)
+        return self.net((x * 255 - 127.5) / 128.0)
+
+    def forward(self, x):
+        return self.logits(self.embed(x))
+
+
 MODELS = {c.__name__: c for c in (TargetNet, FeatureClassifier, Generator, Critic, Amortizer,
-                                   Decoder, Oracle)}
+                                   Decoder, Oracle, FaceNetOracle)}
 
 
 def build(arch):

@@ -19,7 +19,7 @@ import torch  # noqa: E402
 from common import config  # noqa: E402
 from Crafter_protection import crafting  # noqa: E402
 from Crafter_protection.featureCrafter import HP as CRAFTER_HP  # noqa: E402
-from WhiteBoxAttack.attacker import LOSS_SCALE, invert  # noqa: E402
+from WhiteBoxAttack.attacker import invert  # noqa: E402
 
 # ---- hyperparameters (paper defaults; override with --name value or --preset NAME) ----
 HP = dict(
@@ -45,8 +45,7 @@ def craft_batch(x, f0, m, cfg, gen):
     with torch.no_grad():
         prior = G(torch.randn(len(x), G.latent_dim, generator=gen).to(x.device))
         z0 = m.Amor(f0)
-    z_raw, _ = invert(Enc, G, f0, z0, cfg.first_inner_steps, cfg.inner_lr, cfg.inner_momentum,
-                      scale=LOSS_SCALE)
+    z_raw, _ = invert(Enc, G, f0, z0, cfg.first_inner_steps, cfg.inner_lr, cfg.inner_momentum)
     with torch.no_grad():
         recon_raw = G(z_raw)
     z = z_raw.clone().requires_grad_(True)
@@ -70,8 +69,7 @@ def craft_batch(x, f0, m, cfg, gen):
     with torch.no_grad():
         F = Enc(G(z))
     # the attacker's view of the released F: its inversion, warm from the crafted z
-    z_star, _ = invert(Enc, G, F, z.detach(), cfg.inner_steps, cfg.inner_lr, cfg.inner_momentum,
-                       scale=LOSS_SCALE)
+    z_star, _ = invert(Enc, G, F, z.detach(), cfg.inner_steps, cfg.inner_lr, cfg.inner_momentum)
     with torch.no_grad():
         recon = G(z_star)
         L_u = (F - f0).pow(2).flatten(1).mean(1).mean().item()

@@ -40,9 +40,10 @@ PRESETS = {
 # -----------------------------------------------------------------------------------------
 
 
-def load_oracle(cfg, meta, device):
-    """The trained oracle of this run's data (used by every stage that scores identity)."""
-    ck = ckpt.load(cfg, 'eval.pkl', 'oracle', meta)
+def load_oracle(cfg, meta, device, name='eval'):
+    """The trained oracle of this run's data (used by every stage that scores identity):
+    'eval' (params/eval.pkl, this script) or 'facenet' (params/facenet.pkl, facenetTrain.py)."""
+    ck = ckpt.load(cfg, f'{name}.pkl', 'oracle', meta)
     return ckpt.build(ck, 'oracle', device)
 
 

@@ -20,7 +20,7 @@ from tqdm import tqdm  # noqa: E402
 from common import ckpt, config, plots, runtime  # noqa: E402
 from Crafter_protection import crafting  # noqa: E402
 from dataset import loader  # noqa: E402
-from WhiteBoxAttack.attacker import HP as ATTACK_HP, LOSS_SCALE, invert  # noqa: E402
+from WhiteBoxAttack.attacker import HP as ATTACK_HP, invert  # noqa: E402
 
 # ---- hyperparameters (paper defaults; override with --name value or --preset NAME) ----
 HP = dict(
@@ -72,8 +72,7 @@ def main(argv=None):
             F = feats[b]
             with torch.no_grad():
                 z0 = Amor(F)
-            z_star, _ = invert(Enc, G, F, z0, cfg.amor_steps, cfg.inv_lr, cfg.momentum,
-                               scale=LOSS_SCALE)
+            z_star, _ = invert(Enc, G, F, z0, cfg.amor_steps, cfg.inv_lr, cfg.momentum)
             loss = (G(z_star) - pub.x(b)).pow(2).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -2,8 +2,8 @@
 
 Trained on random z and their features Enc(G(z)). Two losses:
   latent  (paper Eq. 37):      ||Amor(Enc(G(z))) - z||^2
-  feature (the authors' code): ||Enc(G(Amor(Enc(G(z))))) - Enc(G(z))||^2
-At the end it measures what matters, the inversion loss on real public features after
+  feature (the authors' code): ||Enc(G(Amor(Enc(G(z))))) - Enc(G(z))||^2 / d
+At the end it measures what matters, the feature MSE on real public features after
 `eval_steps` momentum-descent steps started at Amor(F) (and, for reference, at random z).
 Measured on both datasets, the feature loss gives the lower loss, so it is the default (README).
 Saves params/amor.pt.
@@ -21,7 +21,7 @@ from tqdm import tqdm  # noqa: E402
 from common import ckpt, config, plots, runtime  # noqa: E402
 from Crafter_protection.models import Amortizer  # noqa: E402
 from dataset import loader  # noqa: E402
-from WhiteBoxAttack.attacker import LOSS_SCALE, feature_loss, invert  # noqa: E402
+from WhiteBoxAttack.attacker import feature_mse, invert  # noqa: E402
 
 # ---- hyperparameters (paper defaults; override with --name value or --preset NAME) ----
 HP = dict(
@@ -71,7 +71,7 @@ def main(argv=None):
         if cfg.loss == 'latent':
             loss = (z_hat - z).pow(2).mean()
         else:
-            loss = feature_loss(Enc, G, z_hat, f).mean()
+            loss = feature_mse(Enc, G, z_hat, f).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -95,8 +95,8 @@ def main(argv=None):
     res = {}
     for name, z0 in (('amortized', z_amor), ('random', z0_rand)):
         with torch.no_grad():
-            res[f'{name}_start_loss'] = feature_loss(Enc, G, z0, F).mean().item()
-        _, final = invert(Enc, G, F, z0, cfg.eval_steps, scale=LOSS_SCALE)
+            res[f'{name}_start_loss'] = feature_mse(Enc, G, z0, F).mean().item()
+        _, final = invert(Enc, G, F, z0, cfg.eval_steps)
         res[f'{name}_loss_after_{cfg.eval_steps}_steps'] = final.mean().item()
     print('inversion loss on public features: ' + ', '.join(f'{k}={v:.4g}' for k, v in res.items()))
     ckpt.save(out_file, kind='amor', models={'Amor': Amor}, cfg=cfg, meta=meta, metrics=res)

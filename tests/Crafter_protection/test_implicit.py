@@ -1,10 +1,11 @@
 """The implicit hypergradient against a problem with a closed-form inner solution.
 
-Linear G (z -> A z) and linear Enc (y -> B y) make Enc(G(z)) = M z, so with the project's
-inner loss L_inv = ||M z - F||^2 / n the attacker's solution is z*(F) = (M^T M)^-1 M^T F, and an
-outer loss L = <c, z*(F)> + beta ||F - f0||^2 / n has the exact gradient
-M (M^T M)^-1 c + 2 beta (F - f0) / n. Float64 throughout, so tolerances reflect the solvers,
-not rounding: CG in k steps is exact for a k-dimensional latent (tolerance 1e-8 relative); the
+Linear G (z -> A z) and linear Enc (y -> B y) make Enc(G(z)) = M z, so with the attacker's
+inner loss L_inv = ||M z - F||_2 the solution is z*(F) = (M^T M)^-1 M^T F, and an outer loss
+L = <c, z*(F)> + beta ||F - f0||^2 / n has the exact gradient M (M^T M)^-1 c + 2 beta (F - f0) / n.
+At z*, H = M^T M / ||r|| (r = M z* - F is orthogonal to range(M)); we build F with ||r|| = 1 so
+H = M^T M has the spectrum we choose. Float64 throughout, so tolerances reflect the solvers, not
+rounding: CG in k steps is exact for a k-dimensional latent (tolerance 1e-8 relative); the
 paper's Neumann series (alpha 1e-3, 120 terms) converges at rate (1 - alpha lambda)^121, which we
 make < 1e-15 by giving H eigenvalues in [300, 1500].
 """
@@ -22,8 +23,7 @@ def make_problem(seed=0, lam_lo=300.0, lam_hi=1500.0):
     U, _ = torch.linalg.qr(torch.randn(NF, K, generator=g, dtype=torch.float64))
     V, _ = torch.linalg.qr(torch.randn(K, K, generator=g, dtype=torch.float64))
     lam = torch.linspace(lam_lo, lam_hi, K, dtype=torch.float64)
-    s = (lam * NF / 2).sqrt()
-    M = U @ torch.diag(s) @ V.T
+    M = U @ torch.diag(lam.sqrt()) @ V.T
     A = torch.randn(M_DIM, K, generator=g, dtype=torch.float64)
     B = M @ torch.linalg.pinv(A)                      # B A = M
     G = torch.nn.Linear(K, M_DIM, bias=False).double()
@@ -33,7 +33,10 @@ def make_problem(seed=0, lam_lo=300.0, lam_hi=1500.0):
         Enc.weight.copy_(B)
     for p in list(G.parameters()) + list(Enc.parameters()):
         p.requires_grad_(False)
-    F = torch.randn(N, NF, generator=g, dtype=torch.float64)
+    # F = M z + a unit residual orthogonal to range(M), so ||r|| = 1 at z*
+    P_perp = torch.eye(NF, dtype=torch.float64) - U @ U.T
+    r = torch.randn(N, NF, generator=g, dtype=torch.float64) @ P_perp
+    F = torch.randn(N, K, generator=g, dtype=torch.float64) @ M.T + r / r.norm(dim=1, keepdim=True)
     f0 = torch.randn(N, NF, generator=g, dtype=torch.float64)
     c = torch.randn(N, K, generator=g, dtype=torch.float64)
     return G, Enc, M, F, f0, c
@@ -58,10 +61,6 @@ def ours(G, Enc, M, F, f0, c, beta, method, **kw):
                                         ('neumann', dict(alpha=1e-3, terms=120))])
 def test_hypergradient_matches_closed_form(method, kw):
     G, Enc, M, F, f0, c = make_problem()
-    # the inner loss carries the attacker's LOSS_SCALE; rescale H's spectrum accordingly
-    from WhiteBoxAttack.attacker import LOSS_SCALE
-    if method == 'neumann' and LOSS_SCALE != 1.0:
-        G, Enc, M, F, f0, c = make_problem(lam_lo=300 / LOSS_SCALE, lam_hi=1500 / LOSS_SCALE)
     want = analytic(M, F, f0, c, beta=2.0)
     got, n = ours(G, Enc, M, F, f0, c, 2.0, method, **kw)
     assert n == (K if method == 'cg' else 120)

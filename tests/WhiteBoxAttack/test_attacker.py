@@ -3,7 +3,7 @@ import torch
 
 from common import ckpt
 from dataset import loader
-from WhiteBoxAttack.attacker import feature_loss, invert
+from WhiteBoxAttack.attacker import feature_mse, invert
 
 
 def test_amortizer_maps_features_to_latents(tiny):
@@ -15,14 +15,14 @@ def test_amortizer_maps_features_to_latents(tiny):
     assert Amor(f).shape == (4, G.latent_dim)
 
 
-def test_inversion_lowers_the_feature_loss(tiny):
+def test_inversion_lowers_the_feature_mse(tiny):
     tiny.ensure('amor')
     meta = loader.load_meta(tiny.data_dir)
     Enc, G, D, Amor = ckpt.load_attacker(tiny.cfg(), meta, 'cpu')
     torch.manual_seed(0)
     F = Enc(G(torch.randn(8, G.latent_dim)))
     z0 = torch.randn(8, G.latent_dim)
-    before = feature_loss(Enc, G, z0, F).mean().item()
+    before = feature_mse(Enc, G, z0, F).mean().item()
     _, after = invert(Enc, G, F, z0, steps=30, lr=5e-2)
     assert after.mean().item() < before
 
