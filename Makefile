@@ -3,26 +3,48 @@
 # A stage is redone only when its stamp (params/<preset>/.done_<stage>) is missing; training
 # stages run with --resume, so an interrupted one continues where its checkpoint stopped.
 
-PY      := .venv/bin/python
+PY      ?= .venv/bin/python
 VENV    := .venv/.installed
 PRESET  ?= demo
 SRC     ?= ../shared/data/celeba64
-P       := params/$(PRESET)
-ARGS    := --preset $(PRESET)
+P       ?= params/$(PRESET)
+RESULTS ?= results
+CRAFTED ?= Crafter_result
+ARGS    := --preset $(PRESET) --data_dir $(DATA) --params_dir $(P) --results_dir $(RESULTS) \
+           --crafted_dir $(CRAFTED)
 
+# BETAS: Crafter runs on eval_test (the trade-off curve); BETA: the recommended one, which also
+# gets the public queries of the adaptive attacks and the training scenario; ZBETA: z-Crafter.
+# NPUB: public images the adaptive attacker sends through each protection (one per identity);
+# NTRAIN: eval_train images per identity crafted for the training scenario.
 ifeq ($(PRESET),celeba-cpu)
-DATA    := dataset/celeba32
+DATA    ?= dataset/celeba32
 PREPARE := dataset/prepare_celeba.py --preset celeba-cpu --src $(SRC)
+BETAS   ?= 0.003 0.01 0.03
+BETA    ?= 0.01
+NPUB    ?= 256
+NTRAIN  ?= 2
 else ifeq ($(PRESET),tiny)
-DATA    := dataset/tiny
+DATA    ?= dataset/tiny
 PREPARE := dataset/make_synthetic.py --preset tiny
+BETAS   ?= 0.01 1
+BETA    ?= 0.01
+NPUB    ?= 16
+NTRAIN  ?= 1
 else
-DATA    := dataset/synthetic32
+DATA    ?= dataset/synthetic32
 PREPARE := dataset/make_synthetic.py --preset demo
+BETAS   ?= 0.01 0.03
+BETA    ?= 0.01
+NPUB    ?= 64
+NTRAIN  ?= 1
 endif
+ZBETA   ?= 1
+PROTECT := none crafter_beta$(BETA) zcrafter_beta$(ZBETA)
 
-.PHONY: demo test pipeline stages clean-demo
+.PHONY: demo test pipeline stages protections clean-demo
 .DELETE_ON_ERROR:
+.SECONDARY:
 
 demo: $(VENV)
 	$(MAKE) pipeline PRESET=demo
@@ -39,7 +61,7 @@ $(VENV): requirements.txt requirements-facenet.txt
 
 # ---- step 0: data ---------------------------------------------------------------------------
 $(DATA)/dataset.json: | $(VENV)
-	$(PY) $(PREPARE)
+	$(PY) $(PREPARE) --out $(DATA)
 	$(PY) dataset/validate.py $(DATA)
 
 # ---- steps 1-7: target net, oracle, attacker models ------------------------------------------
@@ -61,9 +83,40 @@ $(P)/.done_f2id: $(P)/.done_enc
 STAGES := enc eval gan amor attack dec f2id
 stages: $(addprefix $(P)/.done_,$(STAGES))
 
+# ---- steps 8-10: protections (each run resumes its finished batches) --------------------------
+CRAFT   := Crafter_protection/featureCrafter.py $(ARGS)
+$(P)/.done_crafter_%_eval_test: $(P)/.done_amor
+	$(PY) $(CRAFT) --beta $* --split eval_test && touch $@
+$(P)/.done_crafter_%_public: $(P)/.done_amor
+	$(PY) $(CRAFT) --beta $* --split public --n_per_id 1 --n_images $(NPUB) && touch $@
+$(P)/.done_crafter_%_eval_train: $(P)/.done_amor
+	$(PY) $(CRAFT) --beta $* --split eval_train --n_per_id $(NTRAIN) && touch $@
+$(P)/.done_zcrafter_%_eval_test: $(P)/.done_amor
+	$(PY) Crafter_protection/zCrafter.py $(ARGS) --beta $* --split eval_test && touch $@
+$(P)/.done_zcrafter_%_public: $(P)/.done_amor
+	$(PY) Crafter_protection/zCrafter.py $(ARGS) --beta $* --split public --n_per_id 1 --n_images $(NPUB) && touch $@
+$(P)/.done_training_scenario: $(P)/.done_crafter_$(BETA)_eval_train $(P)/.done_crafter_$(BETA)_eval_test
+	$(PY) Crafter_protection/trainClassifier.py $(ARGS) --protection crafter_beta$(BETA) && touch $@
+
+# ---- steps 11-12: adaptive attacks, for every protection that has public queries -------------
+QUERIES_none :=
+QUERIES_crafter_beta$(BETA) := $(P)/.done_crafter_$(BETA)_public
+QUERIES_zcrafter_beta$(ZBETA) := $(P)/.done_zcrafter_$(ZBETA)_public
+.SECONDEXPANSION:
+$(P)/.done_adaptive_%: $(P)/.done_amor $(P)/.done_dec $$(QUERIES_$$*)
+	$(PY) WhiteBoxAttack/adaptiveUpdateG.py $(ARGS) --protection $* --n_images $(NPUB)
+	$(PY) BlackBoxAttack/adaptiveTrainDecoder.py $(ARGS) --protection $* --n_images $(NPUB) && touch $@
+
+PROTECTIONS := $(foreach b,$(BETAS),$(P)/.done_crafter_$(b)_eval_test) \
+               $(P)/.done_zcrafter_$(ZBETA)_eval_test $(P)/.done_training_scenario \
+               $(foreach p,$(PROTECT),$(P)/.done_adaptive_$(p))
+protections: stages $(PROTECTIONS)
+
+# ---- step 13: the report (always rerun: it reads whatever is there) ---------------------------
 pipeline: $(VENV)
-	$(MAKE) stages PRESET=$(PRESET)
-	@echo "pipeline $(PRESET): done (checkpoints in $(P))"
+	$(MAKE) protections PRESET=$(PRESET)
+	$(PY) evaluate.py $(ARGS)
+	@echo "pipeline $(PRESET) done: the report path is printed just above (evaluate done: report=...)"
 
 clean-demo:
 	rm -rf params/demo results/demo Crafter_result/demo

@@ -54,8 +54,8 @@ HP = dict(
 )
 PRESETS = {
     'tiny': dict(steps=10, amor_steps=5, restarts=1, n_per_id=1, eps_steps=5, critic_width=8),
-    'demo': dict(steps=200, amor_steps=40, restarts=1, n_per_id=3, eps_steps=100, critic_width=16),
-    'celeba-cpu': dict(steps=300, amor_steps=60, restarts=1, n_per_id=3, eps_steps=100,
+    'demo': dict(steps=200, amor_steps=40, restarts=1, n_per_id=1, eps_steps=100, critic_width=16),
+    'celeba-cpu': dict(steps=300, amor_steps=60, restarts=1, n_per_id=2, eps_steps=100,
                        critic_width=32),
 }
 # -----------------------------------------------------------------------------------------

@@ -25,11 +25,11 @@ HP = dict(
     epochs=70,           # paper: 70 more epochs
     batch_size=64,
     lr=1e-3,             # Adam defaults, as the decoder
-    n_images=0,          # public images used for 'none' (0 = as many as the protection's file)
+    n_images=256,        # public queries, one image per identity (a protection's file may hold fewer)
 )
 PRESETS = {
     'tiny': dict(epochs=1, batch_size=8, n_images=16),
-    'demo': dict(epochs=70, n_images=256),
+    'demo': dict(epochs=70, n_images=64),
     'celeba-cpu': dict(epochs=70, n_images=512),
 }
 # -----------------------------------------------------------------------------------------
@@ -47,10 +47,7 @@ def main(argv=None):
     ck = ckpt.load(cfg, 'dec.pkl', 'dec', meta)
     Dec = ckpt.build(ck, 'Dec', device, eval_mode=False)
     pub = loader.load(cfg.data_dir, 'public', device, meta)
-    if cfg.protection == 'none':
-        pub = pub.subset(torch.arange(min(cfg.n_images or len(pub), len(pub))))
-    else:
-        pub = crafting.covered(cfg, cfg.protection, pub)
+    pub = crafting.public_queries(cfg, cfg.protection, pub, cfg.n_images)
     feats = crafting.protected_features(cfg, cfg.protection, pub, Enc, device)
     print(f'adapting Dec to {cfg.protection} with {len(pub)} protected public pairs')
     opt = torch.optim.Adam(Dec.parameters(), lr=cfg.lr)

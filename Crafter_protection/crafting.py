@@ -1,7 +1,7 @@
 """What Crafter (Algorithm 1) and z-Crafter (Algorithm 3) share: the per-batch privacy critic,
 the epsilon-PII estimate, and the resumable driver that crafts a split batch by batch.
 
-Outputs of a run, under Crafter_result/<run tag>/<protection>/ (e.g. .../demo/crafter_beta1):
+Outputs of a run, under <crafted_dir>/<run tag>/<protection>/ (e.g. Crafter_result/demo/crafter_beta1):
     config_<split>.json          the resolved settings (a rerun must match them)
     batches/<split>_NNNN.pt      crafted features of one batch, with image names and its log
     features_<split>.pt          every finished batch, in split order (what attacks read)
@@ -92,7 +92,7 @@ def inner_loss(Enc, G):
 
 
 def run_dir(cfg, protection):
-    root = io.repo_path(cfg.get('out_root') or 'Crafter_result')
+    root = io.repo_path(cfg.crafted_dir)
     return root / runtime.run_tag(cfg) / (cfg.get('run') or protection)
 
 
@@ -238,6 +238,14 @@ def protected_features(cfg, protection, split, Enc, device):
             return torch.cat([Enc(split.x(b.to(device))) for b in loader.batches(len(split), 256)])
     file = feature_file(cfg, protection, split.name)
     return ckpt.aligned_features(file, split, craft_command(cfg, protection, split.name)).to(device)
+
+
+def public_queries(cfg, protection, public, n_images):
+    """The adaptive attacker's queries: one public image per identity, the first n_images, the
+    same rule the crafter's --split public --n_per_id 1 --n_images N uses; restricted to what
+    the protection's feature file holds."""
+    chosen = select(public, SimpleNamespace(n_per_id=1, n_images=n_images, seed=cfg.seed))
+    return covered(cfg, protection, chosen)
 
 
 def covered(cfg, protection, split):

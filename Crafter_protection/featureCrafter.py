@@ -53,7 +53,6 @@ HP = dict(
     n_images=0,          # cap on the number of images (0 = all)
     eps_steps=200,       # critic steps of the final eps-PII estimate
     run='',              # run folder name (default crafter_beta<beta>)
-    out_root='Crafter_result',
 )
 # the paper's solver, for the reference side of benchmarks/crafting.py
 REFERENCE = dict(inner_start='amortized', inner_steps=80, hypergrad='neumann')
@@ -61,8 +60,8 @@ PRESETS = {
     'tiny': dict(outer_steps=3, batch_size=16, n_critic=2, critic_width=8, inner_steps=2,
                  first_inner_steps=3, cg_iters=2, n_per_id=1, n_images=16, eps_steps=5,
                  neumann_terms=5),
-    'demo': dict(outer_steps=60, batch_size=128, critic_width=16, n_per_id=3, eps_steps=100),
-    'celeba-cpu': dict(outer_steps=80, batch_size=128, critic_width=32, n_per_id=3, eps_steps=100),
+    'demo': dict(outer_steps=60, batch_size=128, critic_width=16, n_per_id=1, eps_steps=100),
+    'celeba-cpu': dict(outer_steps=80, batch_size=128, critic_width=32, n_per_id=2, eps_steps=100),
 }
 # -----------------------------------------------------------------------------------------
 

@@ -31,7 +31,7 @@ HP = dict(
 )
 PRESETS = {
     'tiny': dict(epochs=1, batch_size=32),
-    'demo': dict(epochs=8),
+    'demo': dict(epochs=6),
     'celeba-cpu': dict(epochs=15),
 }
 # -----------------------------------------------------------------------------------------

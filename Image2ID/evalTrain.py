@@ -28,8 +28,12 @@ HP = dict(
     batch_size=64,       # paper: 64
     lr=1e-3,             # Adam (paper: 1e-3, weight decay 1e-4)
     weight_decay=1e-4,
-    flip=True,           # augmentation: random flips and shifts of up to `shift` pixels
-    shift=2,
+    flip=True,           # augmentation: random flips, shifts (pixels), zoom (+-), rotation
+    shift=2,             #   (degrees) and brightness (+-): identity must survive pose and light
+    scale=0.0,
+    rotate=0.0,
+    brightness=0.0,
+    label_smoothing=0.0,
     resume=False,
 )
 PRESETS = {
@@ -76,9 +80,11 @@ def main(argv=None):
                    total=len(train) // cfg.batch_size, desc=f'epoch {epoch + 1}/{cfg.epochs}')
         for b in bar:
             b = b.to(device)
-            x = loader.augment(train.x(b), gen, flip=cfg.flip, shift=cfg.shift)
+            x = loader.augment(train.x(b), gen, cfg.flip, cfg.shift, cfg.scale, cfg.rotate,
+                               cfg.brightness)
             with runtime.autocast(cfg, device):
-                loss = F.cross_entropy(model(runtime.as_input(x, cfg)).float(), train.labels[b])
+                loss = F.cross_entropy(model(runtime.as_input(x, cfg)).float(), train.labels[b],
+                                       label_smoothing=cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -31,11 +31,11 @@ HP = dict(
     amor_steps=ATTACK_HP['amor_steps'],   # inversion steps per query, as the amortized attack
     inv_lr=ATTACK_HP['lr'],
     momentum=ATTACK_HP['momentum'],
-    n_images=0,          # public images used for 'none' (0 = as many as the protection's file)
+    n_images=256,        # public queries, one image per identity (a protection's file may hold fewer)
 )
 PRESETS = {
     'tiny': dict(epochs=1, batch_size=8, amor_steps=2, n_images=16),
-    'demo': dict(epochs=5, amor_steps=40, n_images=256),
+    'demo': dict(epochs=5, amor_steps=40, n_images=64),
     'celeba-cpu': dict(epochs=5, amor_steps=60, n_images=512),
 }
 # -----------------------------------------------------------------------------------------
@@ -51,10 +51,7 @@ def main(argv=None):
     meta = loader.load_meta(cfg.data_dir)
     Enc, G, D, Amor = ckpt.load_attacker(cfg, meta, device)
     pub = loader.load(cfg.data_dir, 'public', device, meta)
-    if cfg.protection == 'none':
-        pub = pub.subset(torch.arange(min(cfg.n_images or len(pub), len(pub))))
-    else:
-        pub = crafting.covered(cfg, cfg.protection, pub)
+    pub = crafting.public_queries(cfg, cfg.protection, pub, cfg.n_images)
     feats = crafting.protected_features(cfg, cfg.protection, pub, Enc, device)
     print(f'adapting G to {cfg.protection} with {len(pub)} protected public queries')
     for p in G.parameters():

@@ -37,7 +37,7 @@ HP = dict(
 )
 PRESETS = {
     'tiny': dict(width=8, steps=4, batch_size=16, eval_images=16, eval_steps=3, ckpt_every=2),
-    'demo': dict(width=16, steps=400, eval_steps=40, ckpt_every=100),
+    'demo': dict(width=16, steps=300, eval_steps=40, ckpt_every=100),
     'celeba-cpu': dict(width=32, steps=800, eval_steps=60, ckpt_every=200),
 }
 # -----------------------------------------------------------------------------------------

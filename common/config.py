@@ -18,6 +18,7 @@ STAGE_KEYS = dict(
     data_dir='dataset/celeba64',   # prepared dataset (step 0 of the README)
     params_dir='params',           # where checkpoints are read and written
     results_dir='results',         # where attack and evaluation outputs go (under a run tag)
+    crafted_dir='Crafter_result',  # where protections write released features (under a run tag)
     device='auto',                 # auto | cpu | cuda  (auto = cuda when available)
     seed=0,
     amp=False,                     # bf16 autocast on CUDA (ignored on CPU)

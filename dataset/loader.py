@@ -172,23 +172,30 @@ def per_identity(split, k, seed=0):
     return torch.cat(keep).sort().values
 
 
-def augment(x, generator=None, flip=True, shift=0):
-    """Batch augmentation without a Python loop over samples: random horizontal flips and
-    random translations of up to `shift` pixels (edge padding)."""
-    n = x.shape[0]
+def augment(x, generator=None, flip=True, shift=0, scale=0.0, rotate=0.0, brightness=0.0):
+    """Batch augmentation without a Python loop over samples: random horizontal flips, and one
+    random affine warp per image (translation up to `shift` pixels, zoom by up to +-`scale`,
+    rotation up to +-`rotate` degrees; border pixels repeat) and brightness by up to
+    +-`brightness` (relative)."""
+    n, dev = x.shape[0], x.device
+
+    def uniform(lo, hi):
+        return (lo + (hi - lo) * torch.rand(n, generator=generator)).to(dev)
+
     if flip:
-        mask = torch.rand(n, generator=generator) < 0.5
-        mask = mask.to(x.device).view(n, 1, 1, 1)
+        mask = (torch.rand(n, generator=generator) < 0.5).to(dev).view(n, 1, 1, 1)
         x = torch.where(mask, x.flip(3), x)
-    if shift > 0:
+    if shift > 0 or scale > 0 or rotate > 0:
         s = x.shape[-1]
-        pad = torch.nn.functional.pad(x, (shift,) * 4, mode='replicate')
-        dx = torch.randint(0, 2 * shift + 1, (n,), generator=generator).to(x.device)
-        dy = torch.randint(0, 2 * shift + 1, (n,), generator=generator).to(x.device)
-        ar = torch.arange(s, device=x.device)
-        rows = (dy.view(n, 1) + ar.view(1, s))                      # n x s
-        cols = (dx.view(n, 1) + ar.view(1, s))
-        x = pad[torch.arange(n, device=x.device).view(n, 1, 1, 1),
-                torch.arange(x.shape[1], device=x.device).view(1, -1, 1, 1),
-                rows.view(n, 1, s, 1), cols.view(n, 1, 1, s)]
+        ang = uniform(-rotate, rotate) * (torch.pi / 180)
+        zoom = 1 / uniform(1 - scale, 1 + scale)
+        t = 2 * shift / s
+        theta = torch.stack([
+            torch.stack([zoom * torch.cos(ang), -zoom * torch.sin(ang), uniform(-t, t)], 1),
+            torch.stack([zoom * torch.sin(ang), zoom * torch.cos(ang), uniform(-t, t)], 1)], 1)
+        grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
+        x = torch.nn.functional.grid_sample(x, grid, mode='bilinear', padding_mode='border',
+                                            align_corners=False)
+    if brightness > 0:
+        x = (x * uniform(1 - brightness, 1 + brightness).view(n, 1, 1, 1)).clamp(0, 1)
     return x

@@ -47,17 +47,21 @@ HP = dict(
     img_size=32,                 # side of the saved square images, px
     n_public=400,                # public identities: ids 0..n_public-1
     n_private=100,               # private identities: ids n_public..n_public+n_private-1
-    images_per_id=20,            # images of every identity
+    images_per_id=20,            # images of every public identity
+    private_images_per_id=25,    # images of every private identity (0 = images_per_id); more
+                                 #   images let the identity oracle learn them well
     seed=0,                      # same seed + settings -> byte-identical files
     overwrite=False,             # replace an existing --out folder
     supersample=2,               # draw at this multiple of img_size, then area-downsample
-    nuisance=1.0,                # scales pose, lighting, colour cast and noise (0 = none)
+    nuisance=0.5,                # scales pose, lighting, colour cast and noise (0 = none); at 1.0
+                                 #   no oracle we could train on CPU reached 90 % top-1
     batch=200,                   # images drawn together (memory vs. speed; not the output)
     grid_ids=8,                  # grid.png: this many identities (rows) ...
     grid_images=8,               # ... times this many images (columns)
 )
 PRESETS = {
-    'tiny': dict(out='dataset/tiny', n_public=24, n_private=10, images_per_id=8, img_size=32),
+    'tiny': dict(out='dataset/tiny', n_public=24, n_private=10, images_per_id=8,
+                 private_images_per_id=8, img_size=32),
     'demo': dict(out='dataset/synthetic32', img_size=32),
 }
 JPEG_QUALITY = 95
@@ -532,9 +536,10 @@ def main(argv=None):
     for key in ('img_size', 'n_public', 'n_private', 'images_per_id', 'supersample', 'batch'):
         if cfg[key] < 1:
             raise config.ConfigError(f'--{key} {cfg[key]}: expected a positive integer')
-    if cfg.images_per_id < 2:
-        raise config.ConfigError('--images_per_id must be at least 2 (every private identity '
-                                 'needs images in both eval_train and eval_test)')
+    per_private = cfg.private_images_per_id or cfg.images_per_id
+    if per_private < 2:
+        raise config.ConfigError('--private_images_per_id must be at least 2 (every private '
+                                 'identity needs images in both eval_train and eval_test)')
     out = io.repo_path(cfg.out)
     if out.exists() and not cfg.overwrite:
         raise config.ConfigError(f'{io.rel(out)} already exists; pass --overwrite true to replace it '
@@ -543,7 +548,8 @@ def main(argv=None):
     n_ids = cfg.n_public + cfg.n_private
     per = cfg.images_per_id
     identities = [make_identity(cfg.seed, i) for i in range(n_ids)]
-    jobs = [(i, k) for i in range(n_ids) for k in range(per)]   # running number = i * per + k
+    jobs = [(i, k) for i in range(n_ids)                         # running number = position
+            for k in range(per if i < cfg.n_public else per_private)]
     rows = {'public': [], 'private': []}
     gr, gc = min(cfg.grid_ids, cfg.n_public), min(cfg.grid_images, per)
     grid = [[None] * gc for _ in range(gr)]
@@ -553,14 +559,15 @@ def main(argv=None):
         bar = tqdm(total=len(jobs), desc='drawing faces', unit='img', mininterval=0.5)
         for start in range(0, len(jobs), cfg.batch):
             chunk = jobs[start:start + cfg.batch]
+            numbers = range(start, start + len(chunk))
             made = [make_image(cfg.seed, i, k, identities[i][0], cfg.img_size, cfg.nuisance)
                     for i, k in chunk]
             pixels = render([m[0] for m in made], cfg.img_size, cfg.supersample)
-            for (i, k), (p, img_attrs), arr in zip(chunk, made, pixels):
+            for number, (i, k), (p, img_attrs), arr in zip(numbers, chunk, made, pixels):
                 if p['jpeg_q']:
                     arr = jpeg_roundtrip(arr, p['jpeg_q'])
                 folder = 'public' if i < cfg.n_public else 'private'
-                name = f'{i * per + k:06d}.jpg'
+                name = f'{number:06d}.jpg'
                 layout.save_jpeg(arr, tmp / folder / name, quality=JPEG_QUALITY)
                 attrs = {**identities[i][1], **img_attrs}
                 rows[folder].append((name, i, [int(bool(attrs[a])) for a in ATTRS]))
@@ -570,8 +577,8 @@ def main(argv=None):
         bar.close()
         if gr and gc:
             make_grid(grid, gr, gc).quantize(256).save(tmp / 'grid.png', optimize=True)
-        settings = {k: cfg[k] for k in ('n_public', 'n_private', 'images_per_id', 'supersample',
-                                        'nuisance')}
+        settings = {k: cfg[k] for k in ('n_public', 'n_private', 'images_per_id',
+                                        'private_images_per_id', 'supersample', 'nuisance')}
         settings.update(jpeg_quality=JPEG_QUALITY, script='dataset/make_synthetic.py')
         layout.write_tables(tmp, rows['public'], rows['private'], ATTRS, img_size=cfg.img_size,
                             source='synthetic', seed=cfg.seed, extra={'generator': settings})

@@ -23,7 +23,7 @@ class TinyRun:
         self.data_dir = str(root / 'data')
         self.params_dir = str(root / 'params')
         self.args = ['--preset', 'tiny', '--data_dir', self.data_dir, '--params_dir', self.params_dir,
-                     '--results_dir', str(root / 'results')]
+                     '--results_dir', str(root / 'results'), '--crafted_dir', str(root / 'crafted')]
         self.done = {}
 
     def ensure(self, stage):

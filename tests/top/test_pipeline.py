@@ -1,0 +1,64 @@
+"""`make pipeline PRESET=tiny` end to end: every stage, every protection, the report.
+
+Runs in a temporary folder (data, checkpoints, crafted features, results), so it never touches
+the repository's own outputs, and checks metrics.json against the documented schema.
+"""
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ATTACKS = {'whitebox', 'whitebox_amortized', 'blackbox', 'adaptive_whitebox', 'adaptive_blackbox',
+           'feature2id'}
+
+
+@pytest.fixture(scope='module')
+def pipeline(tmp_path_factory):
+    if shutil.which('make') is None:
+        pytest.skip('make is not installed')
+    out = tmp_path_factory.mktemp('pipeline')
+    env_vars = [f'DATA={out}/data', f'P={out}/params', f'RESULTS={out}/results',
+                f'CRAFTED={out}/crafted', f'PY={sys.executable}']
+    t0 = time.time()
+    proc = subprocess.run(['make', '-C', str(ROOT), 'pipeline', 'PRESET=tiny', *env_vars],
+                          capture_output=True, text=True)
+    seconds = time.time() - t0
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    found = list((out / 'results').rglob('metrics.json'))
+    assert len(found) == 1, found
+    return json.loads(found[0].read_text()), found[0].parent, seconds
+
+
+def test_metrics_json_schema_and_ranges(pipeline):
+    m, _, _ = pipeline
+    assert isinstance(m['dataset'], str) and isinstance(m['n_ids'], int) and m['n_ids'] > 1
+    assert m['chance'] == pytest.approx(1 / m['n_ids'])
+    prots = m['protections']
+    assert 'none' in prots and any(n.startswith('crafter_beta') for n in prots)
+    assert any(n.startswith('zcrafter_beta') for n in prots)
+    for name, p in prots.items():
+        assert name == 'none' or name.startswith(('crafter_beta', 'zcrafter_beta'))
+        assert 0.0 <= p['mean_auc'] <= 1.0
+        assert p['eps_pii'] is None or isinstance(p['eps_pii'], float)
+        assert set(p['attacks']) <= ATTACKS
+        for attack, s in p['attacks'].items():
+            assert 0.0 <= s['eval_acc'] <= s['eval_acc_top5'] <= 1.0
+            for k in ('ssim', 'fsim', 'feature_sim'):
+                assert s[k] is None or -1.0 <= s[k] <= 1.0
+            if attack == 'feature2id':
+                assert s['ssim'] is None
+    # the Makefile runs every attack for none and for the recommended protections
+    assert set(prots['none']['attacks']) == ATTACKS
+
+
+def test_report_pictures_and_time(pipeline):
+    _, folder, seconds = pipeline
+    for name in ('report.md', 'reconstructions.png', 'tradeoff.png'):
+        assert (folder / name).stat().st_size > 0
+    assert 'chance' in (folder / 'report.md').read_text()
+    assert seconds < 180 * 2, f'tiny pipeline took {seconds:.0f} s'   # budget 3 min; slack for a loaded CI box
