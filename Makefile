@@ -10,34 +10,34 @@ SRC     ?= ../shared/data/celeba64
 P       ?= params/$(PRESET)
 RESULTS ?= results
 CRAFTED ?= Crafter_result
-ARGS    := --preset $(PRESET) --data_dir $(DATA) --params_dir $(P) --results_dir $(RESULTS) \
+ARGS     = --preset $(PRESET) --data_dir $(DATA) --params_dir $(P) --results_dir $(RESULTS) \
            --crafted_dir $(CRAFTED)
 
 # BETAS: Crafter runs on eval_test (the trade-off curve); BETA: the recommended one, which also
 # gets the public queries of the adaptive attacks and the training scenario; ZBETA: z-Crafter.
 # NPUB: public images the adaptive attacker sends through each protection (one per identity);
-# NTRAIN: eval_train images per identity crafted for the training scenario.
+# TRAIN: which eval_train images are crafted for the training scenario.
 ifeq ($(PRESET),celeba-cpu)
 DATA    ?= dataset/celeba32
 PREPARE := dataset/prepare_celeba.py --preset celeba-cpu --src $(SRC)
 BETAS   ?= 0.003 0.01 0.03
 BETA    ?= 0.01
 NPUB    ?= 256
-NTRAIN  ?= 2
+TRAIN   ?= --n_per_id 2
 else ifeq ($(PRESET),tiny)
 DATA    ?= dataset/tiny
 PREPARE := dataset/make_synthetic.py --preset tiny
 BETAS   ?= 0.01 1
 BETA    ?= 0.01
 NPUB    ?= 16
-NTRAIN  ?= 1
+TRAIN   ?= --n_per_id 1
 else
 DATA    ?= dataset/synthetic32
 PREPARE := dataset/make_synthetic.py --preset demo
-BETAS   ?= 0.01 0.03
+BETAS   ?= 0.01 1
 BETA    ?= 0.01
 NPUB    ?= 64
-NTRAIN  ?= 1
+TRAIN   ?= --n_per_id 1 --n_images 64
 endif
 ZBETA   ?= 1
 PROTECT := none crafter_beta$(BETA) zcrafter_beta$(ZBETA)
@@ -90,7 +90,7 @@ $(P)/.done_crafter_%_eval_test: $(P)/.done_amor
 $(P)/.done_crafter_%_public: $(P)/.done_amor
 	$(PY) $(CRAFT) --beta $* --split public --n_per_id 1 --n_images $(NPUB) && touch $@
 $(P)/.done_crafter_%_eval_train: $(P)/.done_amor
-	$(PY) $(CRAFT) --beta $* --split eval_train --n_per_id $(NTRAIN) && touch $@
+	$(PY) $(CRAFT) --beta $* --split eval_train $(TRAIN) && touch $@
 $(P)/.done_zcrafter_%_eval_test: $(P)/.done_amor
 	$(PY) Crafter_protection/zCrafter.py $(ARGS) --beta $* --split eval_test && touch $@
 $(P)/.done_zcrafter_%_public: $(P)/.done_amor

@@ -30,7 +30,7 @@ HP = dict(
 PRESETS = {
     'tiny': dict(epochs=1, batch_size=8, n_images=16),
     'demo': dict(epochs=70, n_images=64),
-    'celeba-cpu': dict(epochs=70, n_images=512),
+    'celeba-cpu': dict(epochs=70, n_images=256),
 }
 # -----------------------------------------------------------------------------------------
 

@@ -31,8 +31,8 @@ HP = dict(
 )
 PRESETS = {
     'tiny': dict(width=8, epochs=1, batch_size=32, n_per_id=2),
-    'demo': dict(width=32, epochs=4, batch_size=64, n_per_id=1),
-    'celeba-cpu': dict(width=32, epochs=12, batch_size=64, n_per_id=3),
+    'demo': dict(width=32, epochs=3, batch_size=64, n_per_id=1),
+    'celeba-cpu': dict(width=32, epochs=12, batch_size=64, n_per_id=2),
 }
 # -----------------------------------------------------------------------------------------
 

@@ -60,8 +60,10 @@ PRESETS = {
     'tiny': dict(outer_steps=3, batch_size=16, n_critic=2, critic_width=8, inner_steps=2,
                  first_inner_steps=3, cg_iters=2, n_per_id=1, n_images=16, eps_steps=5,
                  neumann_terms=5),
-    'demo': dict(outer_steps=60, batch_size=128, critic_width=16, n_per_id=1, eps_steps=100),
-    'celeba-cpu': dict(outer_steps=80, batch_size=128, critic_width=32, n_per_id=2, eps_steps=100),
+    'demo': dict(outer_steps=40, lr=0.1, batch_size=128, critic_width=16, n_per_id=1,
+                 eps_steps=100),
+    'celeba-cpu': dict(outer_steps=80, lr=0.07, batch_size=128, critic_width=32, n_per_id=2,
+                       eps_steps=100),
 }
 # -----------------------------------------------------------------------------------------
 

@@ -33,7 +33,7 @@ HP = dict(
 )
 PRESETS = {
     'tiny': dict(epochs=1, batch_size=32),
-    'demo': dict(epochs=3, batch_size=64),
+    'demo': dict(epochs=2, batch_size=64),
     'celeba-cpu': dict(epochs=8, batch_size=64),
 }
 # -----------------------------------------------------------------------------------------

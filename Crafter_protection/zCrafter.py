@@ -32,7 +32,7 @@ HP = dict(
 PRESETS = {
     'tiny': dict(outer_steps=3, batch_size=16, n_critic=2, critic_width=8, first_inner_steps=3,
                  n_per_id=1, n_images=16, eps_steps=5),
-    'demo': dict(outer_steps=60, batch_size=128, critic_width=16, n_per_id=1, eps_steps=100),
+    'demo': dict(outer_steps=40, batch_size=128, critic_width=16, n_per_id=1, eps_steps=100),
     'celeba-cpu': dict(outer_steps=80, batch_size=128, critic_width=32, n_per_id=2, eps_steps=100),
 }
 # -----------------------------------------------------------------------------------------

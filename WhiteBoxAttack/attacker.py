@@ -37,7 +37,7 @@ HP = dict(
 PRESETS = {
     'tiny': dict(steps=10, amor_steps=5, restarts=1, n_per_id=2),
     'demo': dict(steps=200, amor_steps=40, restarts=1, n_per_id=1),
-    'celeba-cpu': dict(steps=300, amor_steps=60, restarts=1, n_per_id=3),
+    'celeba-cpu': dict(steps=300, amor_steps=60, restarts=1, n_per_id=2),
 }
 # -----------------------------------------------------------------------------------------
 

@@ -36,8 +36,8 @@ HP = dict(
 )
 PRESETS = {
     'tiny': dict(latent_dim=32, width=8, g_steps=4, n_critic=2, batch_size=16, ckpt_every=2),
-    'demo': dict(latent_dim=128, width=16, g_steps=600, ckpt_every=100),
-    'celeba-cpu': dict(latent_dim=128, width=32, g_steps=3000, ckpt_every=250),
+    'demo': dict(latent_dim=128, width=16, g_steps=500, ckpt_every=100),
+    'celeba-cpu': dict(latent_dim=128, width=32, g_steps=2000, ckpt_every=250),
 }
 # -----------------------------------------------------------------------------------------
 
