@@ -276,7 +276,7 @@ def _f(v):
 
 
 def tradeoff_plot(result, out):
-    import matplotlib.pyplot as plt
+    plt = plots.pyplot()
     prots = result['protections']
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     markers = dict(zip(ATTACKS, 'osD^v*'))

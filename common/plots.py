@@ -1,12 +1,16 @@
-"""Image grids and curves, written atomically (matplotlib without a display)."""
-import matplotlib
+"""Image grids and curves, written atomically (matplotlib without a display, imported only when
+a curve is drawn: it adds about a second to every script's start)."""
+import torch
+from torchvision.utils import make_grid
 
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from torchvision.utils import make_grid  # noqa: E402
+from common import io
 
-from common import io  # noqa: E402
+
+def pyplot():
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    return plt
 
 
 def save_grid(images, path, nrow=8, upscale=1):
@@ -29,6 +33,7 @@ def save_rows(rows, path, labels=None, upscale=2):
 
 def save_curves(curves, path, title='', xlabel='step', logy=False):
     """curves: {label: list of values} or {label: (xs, ys)} -> line plot PNG."""
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for label, ys in curves.items():
         if isinstance(ys, tuple):
