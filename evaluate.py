@@ -340,11 +340,13 @@ def main(argv=None):
     io.write_text(out / 'metrics.json', json.dumps(result, indent=1) + '\n')
     write_report(result, out)
     x = test.x()[:cfg.n_show].cpu()
-    rows = []
+    rows, labels = [], []
     for protection, show in pictures.items():
-        rows += [x] + [show[a] for a in ATTACKS if a in show]
+        shown = [a for a in ATTACKS if a in show]
+        rows += [x] + [show[a] for a in shown]
+        labels += [f'{protection}: original'] + [f'  {a}' for a in shown]
     if rows:
-        plots.save_rows(rows, out / 'reconstructions.png')
+        plots.save_rows(rows, out / 'reconstructions.png', labels)
     tradeoff_plot(result, out)
     cfg.save(out / 'config.json')
     clock.finish('evaluate', protections=len(result['protections']), report=io.rel(out / 'report.md'))

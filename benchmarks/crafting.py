@@ -42,12 +42,14 @@ HP = dict(
     out='',
 )
 HP.update(outer_steps=450, batch_size=128)
+# the crafter's own preset (beta, feature step, critic), on one batch for a few outer steps
 PRESETS = {
-    'tiny': dict(outer_steps=2, batch_size=8, n_critic=2, critic_width=8, first_inner_steps=3,
-                 eps_steps=5, eval_amor_steps=3, neumann_terms=120),
-    'demo': dict(outer_steps=12, batch_size=64, critic_width=16, eps_steps=100, eval_amor_steps=40),
-    'celeba-cpu': dict(outer_steps=12, batch_size=64, critic_width=32, eps_steps=100,
-                       eval_amor_steps=60),
+    'tiny': {**featureCrafter.PRESETS['tiny'], **dict(outer_steps=2, batch_size=8, eps_steps=5,
+                                                      eval_amor_steps=3, neumann_terms=120)},
+    'demo': {**featureCrafter.PRESETS['demo'], **dict(outer_steps=12, batch_size=64,
+                                                      eval_amor_steps=40)},
+    'celeba-cpu': {**featureCrafter.PRESETS['celeba-cpu'], **dict(outer_steps=12, batch_size=64,
+                                                                  eval_amor_steps=60)},
 }
 # -----------------------------------------------------------------------------------------
 

@@ -26,9 +26,26 @@ def save_grid(images, path, nrow=8, upscale=1):
 
 
 def save_rows(rows, path, labels=None, upscale=2):
-    """rows: list of N x 3 x S x S tensors of equal N (e.g. originals, then reconstructions)."""
+    """rows: list of N x 3 x S x S tensors of equal N (e.g. originals, then reconstructions);
+    labels: one text per row, written in a margin on the left."""
     n = rows[0].shape[0]
-    save_grid(torch.cat([r.detach().float().cpu() for r in rows]), path, nrow=n, upscale=upscale)
+    if not labels:
+        save_grid(torch.cat([r.detach().float().cpu() for r in rows]), path, nrow=n, upscale=upscale)
+        return
+    from PIL import Image, ImageDraw
+    grid = make_grid(torch.cat([r.detach().float().cpu().clamp(0, 1) for r in rows]), nrow=n,
+                     padding=1, pad_value=1)
+    arr = (grid.permute(1, 2, 0).numpy() * 255 + 0.5).astype('uint8')
+    img = Image.fromarray(arr).resize((grid.shape[2] * upscale, grid.shape[1] * upscale), Image.NEAREST)
+    margin = 7 * max(len(t) for t in labels) + 8
+    canvas = Image.new('RGB', (img.width + margin, img.height), 'white')
+    canvas.paste(img, (margin, 0))
+    draw = ImageDraw.Draw(canvas)
+    row_h = img.height / len(rows)
+    for i, text in enumerate(labels):
+        draw.text((4, int(i * row_h + row_h / 2 - 6)), text, fill='black')
+    with io.atomic_path(path) as tmp:
+        canvas.save(tmp, format='PNG')
 
 
 def save_curves(curves, path, title='', xlabel='step', logy=False):
