@@ -14,8 +14,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from BlackBoxAttack.trainDecoder import fit  # noqa: E402
+from BlackBoxAttack.trainDecoder import image_mse  # noqa: E402
 from common import ckpt, config, runtime  # noqa: E402
+from common.train import fit  # noqa: E402
 from Crafter_protection import crafting  # noqa: E402
 from dataset import loader  # noqa: E402
 
@@ -52,8 +53,8 @@ def main(argv=None):
     print(f'adapting Dec to {cfg.protection} with {len(pub)} protected public pairs')
     opt = torch.optim.Adam(Dec.parameters(), lr=cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed)
-    hist = fit(Dec, opt, feats, pub.images, cfg.epochs, min(cfg.batch_size, len(pub)), gen,
-               'adapt Dec', {})
+    hist = fit(Dec, opt, feats, pub.images, image_mse, cfg.epochs, min(cfg.batch_size, len(pub)),
+               gen, 'adapt Dec', {}, 'mse')
     out_file = ckpt.path(cfg, adaptive_name(cfg.protection))
     ckpt.save(out_file, kind='dec', models={'Dec': Dec}, cfg=cfg, meta=meta,
               metrics={'mse_last': hist['mse'][-1], 'protection': cfg.protection,

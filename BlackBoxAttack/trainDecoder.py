@@ -13,10 +13,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
-from tqdm import tqdm  # noqa: E402
 
 import metrics  # noqa: E402
 from common import ckpt, config, io, plots, runtime  # noqa: E402
+from common.train import encode, fit  # noqa: E402
 from Crafter_protection.models import Decoder  # noqa: E402
 from dataset import loader  # noqa: E402
 
@@ -37,32 +37,9 @@ PRESETS = {
 # -----------------------------------------------------------------------------------------
 
 
-@torch.no_grad()
-def encode(Enc, split, device, batch_size=256):
-    """Enc features of a whole split, computed once (training reuses them every epoch)."""
-    return torch.cat([Enc(split.x(b.to(device))) for b in loader.batches(len(split), batch_size)])
-
-
-def fit(Dec, opt, feats, images, epochs, batch_size, gen, desc, hist, start=0, on_epoch=None):
-    """L2 training of Dec on (feature, image) pairs; images are uint8 tensors."""
-    for epoch in range(start, epochs):
-        Dec.train()
-        total, n = 0.0, 0
-        bar = tqdm(loader.batches(len(feats), batch_size, True, gen, drop_last=True),
-                   total=len(feats) // batch_size, desc=f'{desc} epoch {epoch + 1}/{epochs}')
-        for b in bar:
-            b = b.to(feats.device)
-            loss = (Dec(feats[b]) - images[b].float().div(255)).pow(2).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total, n = total + loss.item(), n + 1
-            bar.set_postfix(mse=f'{total / n:.4f}')
-        hist.setdefault('mse', []).append(total / max(n, 1))
-        if on_epoch:
-            on_epoch(epoch + 1)
-    Dec.eval()
-    return hist
+def image_mse(recon, images):
+    """Dec's L2 loss against uint8 images."""
+    return (recon - images.float().div(255)).pow(2).mean()
 
 
 def score_raw(cfg, meta, Enc, Dec, device, out_dir):
@@ -101,7 +78,8 @@ def main(argv=None):
             ckpt.save(out_file, kind='dec', models={'Dec': Dec}, cfg=cfg, meta=meta, done=False,
                       train=ckpt.train_state({'opt': opt}, epoch, cfg.epochs, hist))
 
-    fit(Dec, opt, feats, pub.images, cfg.epochs, cfg.batch_size, gen, 'Dec', hist, start, periodic)
+    fit(Dec, opt, feats, pub.images, image_mse, cfg.epochs, cfg.batch_size, gen, 'Dec', hist, 'mse',
+        start, periodic)
     out_dir = io.repo_path(cfg.results_dir) / runtime.run_tag(cfg) / 'attack_raw'
     res = score_raw(cfg, meta, target.Enc, Dec, device, out_dir)
     ckpt.save(out_file, kind='dec', models={'Dec': Dec}, cfg=cfg, meta=meta,

@@ -76,6 +76,21 @@ class FeatureClassifier(nn.Module):
         return self.f(feat)
 
 
+
+def _up_stack(ch):
+    """Transposed conv 5x5 s2 per step through channels `ch`; BN+ReLU between, sigmoid last.
+
+    Shared by G and Dec (the paper's Table XI shape); the layer indices inside the Sequential
+    are what checkpoints store, so keep the order.
+    """
+    layers = []
+    for i in range(len(ch) - 1):
+        last = i == len(ch) - 2
+        layers.append(nn.ConvTranspose2d(ch[i], ch[i + 1], 5, 2, padding=2, output_padding=1,
+                                         bias=last))
+        layers += [nn.Sigmoid()] if last else [nn.BatchNorm2d(ch[i + 1]), nn.ReLU(True)]
+    return nn.Sequential(*layers)
+
 class Generator(nn.Module):
     """G1 of the paper: linear -> BN/ReLU -> transposed convs 5x5 s2 -> sigmoid.
 
@@ -94,13 +109,7 @@ class Generator(nn.Module):
         self.top = ch[0]
         self.fc = nn.Sequential(nn.Linear(latent_dim, ch[0] * self.start ** 2, bias=False),
                                 nn.BatchNorm1d(ch[0] * self.start ** 2), nn.ReLU(True))
-        layers = []
-        for i in range(n_up):
-            last = i == n_up - 1
-            layers.append(nn.ConvTranspose2d(ch[i], ch[i + 1], 5, 2, padding=2, output_padding=1,
-                                             bias=last))
-            layers += [nn.Sigmoid()] if last else [nn.BatchNorm2d(ch[i + 1]), nn.ReLU(True)]
-        self.net = nn.Sequential(*layers)
+        self.net = _up_stack(ch)
 
     def forward(self, z):
         h = self.fc(z).view(z.shape[0], self.top, self.start, self.start)
@@ -172,13 +181,7 @@ class Decoder(nn.Module):
         self.top = ch[0]
         self.fc = nn.Sequential(nn.Flatten(1), nn.Linear(math.prod(feat_shape), ch[0] * 16),
                                 nn.BatchNorm1d(ch[0] * 16), nn.ReLU(True))
-        layers = []
-        for i in range(n_up):
-            last = i == n_up - 1
-            layers.append(nn.ConvTranspose2d(ch[i], ch[i + 1], 5, 2, padding=2, output_padding=1,
-                                             bias=last))
-            layers += [nn.Sigmoid()] if last else [nn.BatchNorm2d(ch[i + 1]), nn.ReLU(True)]
-        self.net = nn.Sequential(*layers)
+        self.net = _up_stack(ch)
 
     def forward(self, feat):
         return self.net(self.fc(feat).view(feat.shape[0], self.top, 4, 4))

@@ -20,10 +20,10 @@ import torch.nn.functional as F  # noqa: E402
 
 import metrics  # noqa: E402
 from common import ckpt, config, io, runtime  # noqa: E402
+from common.train import fit, predict  # noqa: E402
 from Crafter_protection import crafting  # noqa: E402
 from Crafter_protection.models import FeatureClassifier  # noqa: E402
 from dataset import loader  # noqa: E402
-from Feature2ID.f2id_train import predict, train_classifier  # noqa: E402
 
 # ---- hyperparameters (paper defaults; override with --name value or --preset NAME) ----
 HP = dict(
@@ -45,8 +45,8 @@ def fit_and_score(train_feats, train_attrs, test_feats, test_attrs, names, cfg, 
     torch.manual_seed(cfg.seed)
     net = FeatureClassifier(len(names), tuple(train_feats.shape[1:])).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    train_classifier(net, train_feats, train_attrs, F.binary_cross_entropy_with_logits, cfg,
-                     torch.Generator().manual_seed(cfg.seed), desc, {}, opt)
+    fit(net, opt, train_feats, train_attrs, F.binary_cross_entropy_with_logits, cfg.epochs,
+        cfg.batch_size, torch.Generator().manual_seed(cfg.seed), desc, {})
     scores = predict(net, test_feats)
     return metrics.mean_auc(scores, test_attrs.cpu()), metrics.attribute_aucs(scores, test_attrs.cpu(), names)
 

@@ -11,10 +11,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import metrics  # noqa: E402
-from BlackBoxAttack.trainDecoder import encode  # noqa: E402
 from common import ckpt, config, runtime  # noqa: E402
+from common.train import encode, predict  # noqa: E402
 from dataset import loader  # noqa: E402
-from Feature2ID.f2id_train import predict  # noqa: E402
 
 # ---- hyperparameters --------------------------------------------------------------------
 HP = dict(

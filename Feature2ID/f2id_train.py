@@ -13,11 +13,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from tqdm import tqdm  # noqa: E402
 
 import metrics  # noqa: E402
-from BlackBoxAttack.trainDecoder import encode  # noqa: E402
 from common import ckpt, config, plots, runtime  # noqa: E402
+from common.train import encode, fit, predict  # noqa: E402
 from Crafter_protection.models import FeatureClassifier  # noqa: E402
 from dataset import loader  # noqa: E402
 
@@ -35,34 +34,6 @@ PRESETS = {
     'celeba-cpu': dict(epochs=15),
 }
 # -----------------------------------------------------------------------------------------
-
-
-@torch.no_grad()
-def predict(net, feats, batch_size=256):
-    net.eval()
-    return torch.cat([net(feats[i:i + batch_size]) for i in range(0, len(feats), batch_size)]).cpu()
-
-
-def train_classifier(net, feats, targets, loss_fn, cfg, gen, desc, hist, opt, start=0, on_epoch=None):
-    """The cloud-network training loop on fixed features (Feature2ID and the training scenario)."""
-    for epoch in range(start, cfg.epochs):
-        net.train()
-        total, n = 0.0, 0
-        bar = tqdm(loader.batches(len(feats), cfg.batch_size, True, gen, drop_last=True),
-                   total=len(feats) // cfg.batch_size, desc=f'{desc} epoch {epoch + 1}/{cfg.epochs}')
-        for b in bar:
-            b = b.to(feats.device)
-            loss = loss_fn(net(feats[b]), targets[b])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total, n = total + loss.item(), n + 1
-            bar.set_postfix(loss=f'{total / n:.3f}')
-        hist.setdefault('loss', []).append(total / max(n, 1))
-        if on_epoch:
-            on_epoch(epoch + 1)
-    net.eval()
-    return hist
 
 
 def main(argv=None):
@@ -84,8 +55,8 @@ def main(argv=None):
             ckpt.save(out_file, kind='f2id', models={'f2id': net}, cfg=cfg, meta=meta, done=False,
                       train=ckpt.train_state({'opt': opt}, epoch, cfg.epochs, hist))
 
-    train_classifier(net, f_train, train.labels, F.cross_entropy, cfg, gen, 'Feature2ID', hist,
-                     opt, start, periodic)
+    fit(net, opt, f_train, train.labels, F.cross_entropy, cfg.epochs, cfg.batch_size, gen,
+        'Feature2ID', hist, 'loss', start, periodic)
     acc = metrics.topk_accuracy(predict(net, f_test), test.labels.cpu(), (1, 5))
     res = {'top1': acc[1], 'top5': acc[5], 'chance': 1 / test.n_ids, 'n_test': len(test)}
     print(f'Feature2ID on raw eval_test features: top-1 {acc[1]:.4f}, top-5 {acc[5]:.4f} '
