@@ -76,7 +76,6 @@ class FeatureClassifier(nn.Module):
         return self.f(feat)
 
 
-
 def _up_stack(ch):
     """Transposed conv 5x5 s2 per step through channels `ch`; BN+ReLU between, sigmoid last.
 
@@ -90,6 +89,7 @@ def _up_stack(ch):
                                          bias=last))
         layers += [nn.Sigmoid()] if last else [nn.BatchNorm2d(ch[i + 1]), nn.ReLU(True)]
     return nn.Sequential(*layers)
+
 
 class Generator(nn.Module):
     """G1 of the paper: linear -> BN/ReLU -> transposed convs 5x5 s2 -> sigmoid.

@@ -12,6 +12,7 @@ Also timed: a stage's data start-up (decode every JPEG vs. load the cache).
 
     python benchmarks/stages.py --preset demo
 """
+import json
 import sys
 import time
 from pathlib import Path
@@ -69,18 +70,21 @@ class JpegDataset(torch.utils.data.Dataset):
         return x, self.attrs[i]
 
 
-def naive_batches(root, split, cfg):
-    dl = torch.utils.data.DataLoader(JpegDataset(root, split), batch_size=cfg.batch_size,
-                                     shuffle=True, num_workers=cfg.workers, drop_last=True)
+def naive_batches(root, split, cfg, targets=None):
+    """(image, target) batches the original way; targets default to the attribute rows."""
+    ds = JpegDataset(root, split)
+    if targets is not None:
+        ds.attrs = targets
+    dl = torch.utils.data.DataLoader(ds, batch_size=cfg.batch_size, shuffle=True,
+                                     num_workers=cfg.workers, drop_last=True)
     while True:
-        for x, a in dl:
-            yield x, a
+        yield from dl
 
 
-def our_batches(data, cfg, gen):
+def our_batches(data, cfg, gen, targets):
     while True:
         for b in loader.batches(len(data), cfg.batch_size, True, gen, drop_last=True):
-            yield loader.augment(data.x(b), gen, flip=True), data.attrs[b]
+            yield loader.augment(data.x(b), gen, flip=True), targets[b]
 
 
 def timed(step, batches, n):
@@ -147,22 +151,8 @@ def main(argv=None):
         loss.backward()
         opt_o.step()
 
-    def naive_ids():
-        ds = JpegDataset(root, 'eval_train')
-        ds.attrs = naive_labels
-        dl = torch.utils.data.DataLoader(ds, batch_size=cfg.batch_size, shuffle=True,
-                                         num_workers=cfg.workers, drop_last=True)
-        while True:
-            yield from dl
-
-    def our_ids():
-        while True:
-            for b in loader.batches(len(train), cfg.batch_size, True, gen, drop_last=True):
-                yield loader.augment(train.x(b), gen, flip=True), train.labels[b]
-
-    n_img = cfg.batches * cfg.batch_size
-    rows.append(('evalTrain, images/s', n_img / timed(oracle_step, naive_ids(), cfg.batches),
-                 n_img / timed(oracle_step, our_ids(), cfg.batches)))
+    rows.append(stage('evalTrain', oracle_step, root, 'eval_train', train, cfg, gen,
+                      naive_labels, train.labels))
 
     # evaluate's scoring: SSIM and FSIM image by image (a Python loop) vs. one batched call
     test = loader.load(cfg.data_dir, 'eval_test', 'cpu', meta)
@@ -184,17 +174,20 @@ def main(argv=None):
         ratio = before / after if name.endswith(', s') else after / before
         print(f'{name:<62}{before:>12.4g}{after:>12.4g}{ratio:>14.3g}')
     out = Path(cfg.out) if cfg.out else io.repo_path(cfg.results_dir) / runtime.run_tag(cfg)
-    io.write_text(out / 'benchmark_stages.json', __import__('json').dumps(
+    io.write_text(out / 'benchmark_stages.json', json.dumps(
         {'rows': [{'what': n, 'before': b, 'after': a} for n, b, a in rows],
          'config': dict(cfg)}, indent=1) + '\n')
     clock.finish('benchmark stages', saved=io.rel(out / 'benchmark_stages.json'))
     return rows
 
 
-def stage(name, step, root, split, data, cfg, gen):
+def stage(name, step, root, split, data, cfg, gen, naive_targets=None, targets=None):
+    """images/s of one training step on the original data path and on ours."""
     n_img = cfg.batches * cfg.batch_size
-    before = n_img / timed(step, naive_batches(root, split, cfg), cfg.batches)
-    after = n_img / timed(step, our_batches(data, cfg, gen), cfg.batches)
+    before = n_img / timed(step, naive_batches(root, split, cfg, naive_targets), cfg.batches)
+    after = n_img / timed(step, our_batches(data, cfg, gen,
+                                            data.attrs if targets is None else targets),
+                          cfg.batches)
     return (f'{name}, images/s', before, after)
 
 
