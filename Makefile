@@ -42,12 +42,22 @@ endif
 ZBETA   ?= 1
 PROTECT := none crafter_beta$(BETA) zcrafter_beta$(ZBETA)
 
+# JOBS: stages run at once (make -j), each with THREADS torch threads (cores / JOBS), so they
+# never oversubscribe the cores; with JOBS > 1 a stage's output is shown when it finishes.
+# Two one-thread stages side by side do ~30 % more work per second on 2 cores than one
+# two-thread stage (small convolutions scale poorly across threads), so `make demo` uses 2.
+JOBS      ?= 1
+DEMO_JOBS ?= 2
+NPROC   := $(shell nproc 2>/dev/null || echo 2)
+THREADS ?= $(shell n=$$(( $(NPROC) / $(JOBS) )); [ $$n -ge 1 ] && echo $$n || echo 1)
+PARALLEL = $(if $(filter 1,$(JOBS)),,OMP_NUM_THREADS=$(THREADS) )$(MAKE)$(if $(filter 1,$(JOBS)),, -j$(JOBS) --output-sync=target)
+
 .PHONY: demo test pipeline stages protections clean-demo
 .DELETE_ON_ERROR:
 .SECONDARY:
 
 demo: $(VENV)
-	$(MAKE) pipeline PRESET=demo
+	$(MAKE) pipeline PRESET=demo JOBS=$(DEMO_JOBS)
 
 test: $(VENV)
 	$(PY) -m pytest -q tests
@@ -80,7 +90,7 @@ $(P)/.done_dec: $(P)/.done_enc $(P)/.done_eval
 $(P)/.done_f2id: $(P)/.done_enc
 	$(PY) Feature2ID/f2id_train.py $(ARGS) --resume && touch $@
 
-STAGES := enc eval gan amor attack dec f2id
+STAGES := gan enc eval amor attack dec f2id     # longest chain (gan -> amor -> crafting) first
 stages: $(addprefix $(P)/.done_,$(STAGES))
 
 # ---- steps 8-10: protections (each run resumes its finished batches) --------------------------
@@ -114,7 +124,7 @@ protections: stages $(PROTECTIONS)
 
 # ---- step 13: the report (always rerun: it reads whatever is there) ---------------------------
 pipeline: $(VENV)
-	$(MAKE) protections PRESET=$(PRESET)
+	$(PARALLEL) protections PRESET=$(PRESET)
 	$(PY) evaluate.py $(ARGS)
 	@echo "pipeline $(PRESET) done: the report path is printed just above (evaluate done: report=...)"
 

@@ -86,11 +86,10 @@ def _read_csv(file):
     return rows[0], rows[1:]
 
 
-def load(data_dir, split, device='cpu', meta=None):
-    """Load one split ('public', 'private', 'eval_train', 'eval_test') into memory."""
+def load_labels(data_dir, split):
+    """The tables of one split without its images: (names, ids, attrs N x A float, attr names)."""
     root = data_path(data_dir)
-    meta = meta or load_meta(root)
-    id_csv, attr_csv, folder = layout.SPLITS[split]
+    id_csv, attr_csv, _ = layout.SPLITS[split]
     _, rows = _read_csv(root / id_csv)
     names = [r[0] for r in rows]
     ids = [int(r[1]) for r in rows]
@@ -98,11 +97,20 @@ def load(data_dir, split, device='cpu', meta=None):
     amap = {r[0]: r[1:] for r in arows}
     attrs = torch.tensor(np.array([amap[n] for n in names], dtype=np.float32).reshape(
         len(names), len(head) - 1))
+    return names, ids, attrs, head[1:]
+
+
+def load(data_dir, split, device='cpu', meta=None):
+    """Load one split ('public', 'private', 'eval_train', 'eval_test') into memory."""
+    root = data_path(data_dir)
+    meta = meta or load_meta(root)
+    folder = layout.SPLITS[split][2]
+    names, ids, attrs, attr_names = load_labels(root, split)
     side_csv = layout.SPLITS['public' if folder == 'public' else 'private'][0]
     _, side_rows = _read_csv(root / side_csv)
     id_list = sorted({int(r[1]) for r in side_rows})
     images = _images(root, folder, names, meta['img_size'])
-    return Split(split, names, images, ids, id_list, attrs, head[1:]).to(device)
+    return Split(split, names, images, ids, id_list, attrs, attr_names).to(device)
 
 
 def _images(root, folder, names, img_size):

@@ -25,7 +25,8 @@ def pipeline(tmp_path_factory):
     env_vars = [f'DATA={out}/data', f'P={out}/params', f'RESULTS={out}/results',
                 f'CRAFTED={out}/crafted', f'PY={sys.executable}']
     t0 = time.time()
-    proc = subprocess.run(['make', '-C', str(ROOT), 'pipeline', 'PRESET=tiny', *env_vars],
+    # JOBS=2 as `make demo`: two stages at a time must not trip over each other's files
+    proc = subprocess.run(['make', '-C', str(ROOT), 'pipeline', 'PRESET=tiny', 'JOBS=2', *env_vars],
                           capture_output=True, text=True)
     seconds = time.time() - t0
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
