@@ -50,7 +50,11 @@ JOBS      ?= 1
 DEMO_JOBS ?= 2
 NPROC   := $(shell nproc 2>/dev/null || echo 2)
 THREADS ?= $(shell n=$$(( $(NPROC) / $(JOBS) )); [ $$n -ge 1 ] && echo $$n || echo 1)
-PARALLEL = $(if $(filter 1,$(JOBS)),,OMP_NUM_THREADS=$(THREADS) )$(MAKE)$(if $(filter 1,$(JOBS)),, -j$(JOBS) --output-sync=target)
+ifeq ($(JOBS),1)
+PARALLEL = $(MAKE)
+else
+PARALLEL = OMP_NUM_THREADS=$(THREADS) $(MAKE) -j$(JOBS) --output-sync=target
+endif
 
 .PHONY: demo test pipeline stages protections clean-demo
 .DELETE_ON_ERROR:
