@@ -23,7 +23,30 @@ PRODUCERS = {
     'dec.pkl': (6, 'BlackBoxAttack/trainDecoder.py'),
     'f2id.pt': (7, 'Feature2ID/f2id_train.py'),
     'dec_adaptive.pkl': (12, 'BlackBoxAttack/adaptiveTrainDecoder.py'),
+    # the independent prior of the paper's A2 (another seed and width than gan.pt)
+    'gan_a2.pt': (3, 'WhiteBoxAttack/train_gan.py --name gan_a2.pt'),
+    'amor_a2.pt': (4, 'WhiteBoxAttack/trainAmor.py --gan gan_a2.pt --name amor_a2.pt'),
 }
+
+
+# ---- which checkpoints a protection's evaluation uses -------------------------------------
+# Most protections change the released feature and keep the target net; AdvLearn
+# (Baselines/advLearning.py) trains its own Enc_lambda and f_lambda, so every attack on it runs
+# through that encoder and utility is measured with its own cloud model.
+
+def changes_encoder(protection):
+    return protection.startswith('advlearn_')
+
+
+def protection_enc(protection):
+    """The target-net checkpoint (Enc, f) a protection releases features with."""
+    return f'{protection}.pt' if changes_encoder(protection) else 'enc.pt'
+
+
+def protection_amor(protection, gan='gan.pt'):
+    """The amortizer the white-box attacker uses against a protection (trained for its Enc)."""
+    base = 'amor.pt' if gan == 'gan.pt' else gan.replace('gan', 'amor', 1)
+    return f'amor_{protection}.pt' if changes_encoder(protection) else base
 
 
 class CheckpointError(SystemExit):
@@ -37,6 +60,9 @@ def path(cfg, name):
 
 def how_to_make(cfg, name):
     step, script = PRODUCERS.get(Path(name).name, (None, None))
+    if script is None and Path(name).name.startswith('advlearn_'):
+        lam = Path(name).stem.split('lambda')[-1]
+        step, script = '9b', f'Baselines/advLearning.py --lam {lam}'
     if script is None:
         return ''
     flags = cfg.overrides_for_command() if hasattr(cfg, 'overrides_for_command') else ''
@@ -196,9 +222,9 @@ def aligned_features(file, split, hint=''):
 
 # ---- the trained models, loaded with their cross-checks ---------------------------------
 
-def load_target(cfg, meta, device):
-    """The target network (Enc and f), frozen."""
-    ck = load(cfg, 'enc.pt', 'enc', meta, expect={'img_size': meta['img_size']})
+def load_target(cfg, meta, device, name='enc.pt'):
+    """The target network (Enc and f), frozen; name: enc.pt or a protection's own (AdvLearn)."""
+    ck = load(cfg, name, 'enc', meta, expect={'img_size': meta['img_size']})
     return build(ck, 'net', device)
 
 
@@ -208,14 +234,14 @@ def load_gan(cfg, meta, device, name='gan.pt'):
     return build(ck, 'G', device), build(ck, 'D', device)
 
 
-def load_amor(cfg, meta, device, latent_dim):
-    ck = load(cfg, 'amor.pt', 'amor', meta, expect={'latent_dim': latent_dim})
+def load_amor(cfg, meta, device, latent_dim, name='amor.pt'):
+    ck = load(cfg, name, 'amor', meta, expect={'latent_dim': latent_dim})
     return build(ck, 'Amor', device)
 
 
-def load_attacker(cfg, meta, device, need_amor=True):
+def load_attacker(cfg, meta, device, need_amor=True, enc='enc.pt', gan='gan.pt', amor='amor.pt'):
     """Enc, G, D and (optionally) Amor, i.e. everything the white-box attacker has."""
-    Enc = load_target(cfg, meta, device).Enc
-    G, D = load_gan(cfg, meta, device)
-    Amor = load_amor(cfg, meta, device, G.latent_dim) if need_amor else None
+    Enc = load_target(cfg, meta, device, enc).Enc
+    G, D = load_gan(cfg, meta, device, gan)
+    Amor = load_amor(cfg, meta, device, G.latent_dim, amor) if need_amor else None
     return Enc, G, D, Amor
