@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from benchmarks.attribute_identity import identify_from_attributes
+from benchmarks.attribute_identity import identify_from_attributes, within_identity_flips
 
 
 def t(rows):
@@ -43,17 +43,36 @@ def test_unknown_test_identity_is_refused():
         identify_from_attributes([0, 1], t([[1], [0]]), [2], t([[1]]))
 
 
+def test_within_identity_flip_rates():
+    # id 0: attribute 0 on in 1 of 4 images (flip 0.25), id 1: on in 2 of 4 (0.5); attribute 1
+    # fixed per identity (on for id 0, off for id 1); flip rate = mean over identities
+    ids = [0, 0, 0, 0, 1, 1, 1, 1]
+    attrs = t([[1, 1], [0, 1], [0, 1], [0, 1], [1, 0], [1, 0], [0, 0], [0, 0]])
+    flips, fixed, pos = within_identity_flips(ids, attrs)
+    assert flips.tolist() == pytest.approx([(0.25 + 0.5) / 2, 0.0])
+    assert fixed.tolist() == [False, True]
+    assert pos.tolist() == pytest.approx([3 / 8, 4 / 8])
+
+
 def test_main_on_the_tiny_data(tiny, tmp_path):
-    """The script end to end on a real dataset folder: labels read, JSON written, and on the
-    synthetic faces (identity-fixed attributes by construction) far above chance."""
+    """The script end to end on a real dataset folder: labels read, flip rates for every
+    attribute, JSON written, a second data dir compared side by side; on the synthetic faces
+    identity-linked attributes vary within a person (as in CelebA) yet the labels still carry
+    some identity."""
     import json
 
     from benchmarks import attribute_identity
 
     tiny.ensure('data')
     out = tmp_path / 'ident.json'
-    res = attribute_identity.main(['--data_dir', tiny.data_dir, '--out', str(out)])
-    assert json.loads(out.read_text())['top1'] == pytest.approx(res['top1'])
+    res = attribute_identity.main(['--data_dir', tiny.data_dir, '--out', str(out),
+                                   '--compare', tiny.data_dir])
+    saved = json.loads(out.read_text())
+    assert saved['top1'] == pytest.approx(res['top1'])
+    assert saved['compare']['flip_rate'] == res['flip_rate']
     assert res['n_ids'] == 10 and res['chance'] == pytest.approx(0.1)
-    assert 'Male' in res['fixed_attributes'] and 'Smiling' not in res['fixed_attributes']
-    assert res['top1'] > 3 * res['chance']
+    assert set(res['flip_rate']) == set(res['positive_rate'])
+    assert len(res['flip_rate']) == res['n_attributes']
+    assert res['flip_rate']['Smiling'] > 0.1 and res['flip_rate']['Male'] < 0.05
+    assert res['fixed_fraction'] < 0.5 and 'Smiling' not in res['fixed_attributes']
+    assert res['chance'] < res['top1'] < 0.9
