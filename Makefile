@@ -16,31 +16,46 @@ ARGS     = --preset $(PRESET) --data_dir $(DATA) --params_dir $(P) --results_dir
 # BETAS: Crafter runs on eval_test (the trade-off curve); BETA: the recommended one, which also
 # gets the public queries of the adaptive attacks and the training scenario; ZBETA: z-Crafter.
 # NPUB: public images the adaptive attacker sends through each protection (one per identity);
-# TRAIN: which eval_train images are crafted for the training scenario.
+# TRAIN: which eval_train images every protection releases for the training scenario and for
+# adaptive Feature2ID (the attacker's labelled knowledge; >= 2 per identity so it can hold out one);
+# NOISE_SIGMAS: Gaussian-noise runs on eval_test (sigma in units of the clean feature std);
+# NOISE: the one that also gets public queries, eval_train features and the adaptive attacks
+# (chosen near Crafter's recommended-beta AUC: demo noise sigma 3 had 0.762 vs Crafter 0.769);
+# A2_WIDTH: width of the independent prior gan_a2.pt (paper A2; another seed and width than gan.pt).
 ifeq ($(PRESET),celeba-cpu)
 DATA    ?= dataset/celeba32
 PREPARE := dataset/prepare_celeba.py --preset celeba-cpu --src $(SRC)
 BETAS   ?= 0.003 0.01 0.03
 BETA    ?= 0.01
 NPUB    ?= 256
-TRAIN   ?= --n_per_id 2
+TRAIN   ?= --n_per_id 4
+NOISE_SIGMAS ?= 1.5 2.5 3 4
+NOISE   ?= 3
+A2_WIDTH ?= 24
 else ifeq ($(PRESET),tiny)
 DATA    ?= dataset/tiny
 PREPARE := dataset/make_synthetic.py --preset tiny
 BETAS   ?= 0.01 1
 BETA    ?= 0.01
 NPUB    ?= 16
-TRAIN   ?= --n_per_id 1
+TRAIN   ?= --n_per_id 2
+NOISE_SIGMAS ?= 3
+NOISE   ?= 3
+A2_WIDTH ?= 12
 else
 DATA    ?= dataset/synthetic32
 PREPARE := dataset/make_synthetic.py --preset demo
 BETAS   ?= 0.01 1
 BETA    ?= 0.01
-NPUB    ?= 64
-TRAIN   ?= --n_per_id 1 --n_images 64
+NPUB    ?= 128
+TRAIN   ?= --n_per_id 3
+NOISE_SIGMAS ?= 3
+NOISE   ?= 3
+A2_WIDTH ?= 24
 endif
 ZBETA   ?= 1
-PROTECT := none crafter_beta$(BETA) zcrafter_beta$(ZBETA)
+# every protection here gets the adaptive attacks (steps 11-12) and adaptive Feature2ID (7c)
+PROTECT := none crafter_beta$(BETA) zcrafter_beta$(ZBETA) noise_s$(NOISE)
 
 # JOBS: stages run at once (make -j), each with THREADS torch threads (cores / JOBS), so they
 # never oversubscribe the cores; with JOBS > 1 a stage's output is shown when it finishes.
@@ -93,8 +108,13 @@ $(P)/.done_dec: $(P)/.done_enc $(P)/.done_eval
 	$(PY) BlackBoxAttack/trainDecoder.py $(ARGS) --resume && touch $@
 $(P)/.done_f2id: $(P)/.done_enc
 	$(PY) Feature2ID/f2id_train.py $(ARGS) --resume && touch $@
+# the independent prior of the paper's A2 (whitebox_a2): another seed and width than gan.pt
+$(P)/.done_gan_a2: $(DATA)/dataset.json
+	$(PY) WhiteBoxAttack/train_gan.py $(ARGS) --name gan_a2.pt --seed 1 --width $(A2_WIDTH) --resume && touch $@
+$(P)/.done_amor_a2: $(P)/.done_enc $(P)/.done_gan_a2
+	$(PY) WhiteBoxAttack/trainAmor.py $(ARGS) --gan gan_a2.pt --name amor_a2.pt --resume && touch $@
 
-STAGES := gan enc eval amor attack dec f2id     # longest chain (gan -> amor -> crafting) first
+STAGES := gan enc eval amor attack dec f2id gan_a2 amor_a2  # longest chain (gan -> amor -> crafting) first
 stages: $(addprefix $(P)/.done_,$(STAGES))
 
 # ---- steps 8-10: protections (each run resumes its finished batches) --------------------------
@@ -109,6 +129,16 @@ $(P)/.done_zcrafter_%_eval_test: $(P)/.done_amor
 	$(PY) Crafter_protection/zCrafter.py $(ARGS) --beta $* --split eval_test && touch $@
 $(P)/.done_zcrafter_%_public: $(P)/.done_amor
 	$(PY) Crafter_protection/zCrafter.py $(ARGS) --beta $* --split public --n_per_id 1 --n_images $(NPUB) && touch $@
+$(P)/.done_zcrafter_%_eval_train: $(P)/.done_amor
+	$(PY) Crafter_protection/zCrafter.py $(ARGS) --beta $* --split eval_train $(TRAIN) && touch $@
+# Gaussian noise (Baselines/noise.py): seconds per split
+NOISE_PY := Baselines/noise.py $(ARGS)
+$(P)/.done_noise_%_eval_test: $(P)/.done_enc
+	$(PY) $(NOISE_PY) --sigma $* --split eval_test && touch $@
+$(P)/.done_noise_%_public: $(P)/.done_enc
+	$(PY) $(NOISE_PY) --sigma $* --split public --n_per_id 1 --n_images $(NPUB) && touch $@
+$(P)/.done_noise_%_eval_train: $(P)/.done_enc
+	$(PY) $(NOISE_PY) --sigma $* --split eval_train $(TRAIN) && touch $@
 $(P)/.done_training_scenario: $(P)/.done_crafter_$(BETA)_eval_train $(P)/.done_crafter_$(BETA)_eval_test
 	$(PY) Crafter_protection/trainClassifier.py $(ARGS) --protection crafter_beta$(BETA) && touch $@
 
@@ -116,14 +146,26 @@ $(P)/.done_training_scenario: $(P)/.done_crafter_$(BETA)_eval_train $(P)/.done_c
 QUERIES_none :=
 QUERIES_crafter_beta$(BETA) := $(P)/.done_crafter_$(BETA)_public
 QUERIES_zcrafter_beta$(ZBETA) := $(P)/.done_zcrafter_$(ZBETA)_public
+QUERIES_noise_s$(NOISE) := $(P)/.done_noise_$(NOISE)_public
+# ... and adaptive Feature2ID (step 7c) for every protection that has eval_train features
+TRAINF_none :=
+TRAINF_crafter_beta$(BETA) := $(P)/.done_crafter_$(BETA)_eval_train
+TRAINF_zcrafter_beta$(ZBETA) := $(P)/.done_zcrafter_$(ZBETA)_eval_train
+# (every noise sigma: its eval_train release costs seconds, and without adaptive Feature2ID the
+# sweep's worst case would miss the strongest attack on noise)
+$(foreach s,$(NOISE_SIGMAS) $(NOISE),$(eval TRAINF_noise_s$(s) := $(P)/.done_noise_$(s)_eval_train))
 .SECONDEXPANSION:
 $(P)/.done_adaptive_%: $(P)/.done_amor $(P)/.done_dec $$(QUERIES_$$*)
 	$(PY) WhiteBoxAttack/adaptiveUpdateG.py $(ARGS) --protection $* --n_images $(NPUB)
 	$(PY) BlackBoxAttack/adaptiveTrainDecoder.py $(ARGS) --protection $* --n_images $(NPUB) && touch $@
+$(P)/.done_f2id_adaptive_%: $(P)/.done_f2id $$(TRAINF_$$*)
+	$(PY) Feature2ID/f2id_adaptive.py $(ARGS) --protection $* && touch $@
 
 PROTECTIONS := $(foreach b,$(BETAS),$(P)/.done_crafter_$(b)_eval_test) \
                $(P)/.done_zcrafter_$(ZBETA)_eval_test $(P)/.done_training_scenario \
-               $(foreach p,$(PROTECT),$(P)/.done_adaptive_$(p))
+               $(foreach s,$(NOISE_SIGMAS),$(P)/.done_noise_$(s)_eval_test \
+                                           $(P)/.done_f2id_adaptive_noise_s$(s)) \
+               $(foreach p,$(PROTECT),$(P)/.done_adaptive_$(p) $(P)/.done_f2id_adaptive_$(p))
 protections: stages $(PROTECTIONS)
 
 # ---- step 13: the report (always rerun: it reads whatever is there) ---------------------------

@@ -115,3 +115,37 @@ def reconstruction_scores(oracle, recon, originals, labels):
             'fsim': fsim(recon, originals).mean().item(),
             'feature_sim': cosine(emb_r, emb_o).mean().item(),
             'n': int(len(recon))}
+
+
+# ---- privacy as the worst case over attacks, and the attribute-linkage attack -------------
+
+def worst_case(attacks):
+    """The strongest attack of one protection: {'attack': name, 'eval_acc': top-1} with the
+    highest top-1 over every attack that ran ({name: {'eval_acc': ...}}), or None if none ran.
+    Ties go to the first attack in the dict's order."""
+    best = None
+    for name, s in attacks.items():
+        v = (s or {}).get('eval_acc')
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            continue
+        if best is None or v > best['eval_acc']:
+            best = {'attack': name, 'eval_acc': float(v), 'eval_acc_top5': s.get('eval_acc_top5')}
+    return best
+
+
+def identity_profiles(probs, labels, n_ids):
+    """Mean row of `probs` (N x A) per identity label 0..n_ids-1 (NaN rows where none)."""
+    probs, labels = probs.float().cpu(), labels.cpu()
+    out = torch.full((n_ids, probs.shape[1]), float('nan'))
+    for lab in torch.unique(labels).tolist():
+        out[lab] = probs[labels == lab].mean(0)
+    return out
+
+
+def linkage_scores(queries, profiles, labels, ks=(1, 5)):
+    """Top-k accuracy of naming each query's identity as the nearest profile (Euclidean);
+    identities without a profile (NaN rows) are never named."""
+    d = torch.cdist(queries.float().cpu(), profiles.nan_to_num(0.0))
+    d[:, torch.isnan(profiles).any(1)] = float('inf')
+    acc = topk_accuracy(-d, labels.cpu(), ks)
+    return {'eval_acc': acc[ks[0]], 'eval_acc_top5': acc[ks[-1]] if len(ks) > 1 else None}

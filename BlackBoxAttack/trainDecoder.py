@@ -28,6 +28,9 @@ HP = dict(
     lr=1e-3,             # Adam defaults
     n_per_id=0,          # eval_test images per identity for the final score (0 = all)
     resume=False,
+    enc='enc.pt',        # the target net whose features it learns to invert (a protection's
+                         #   own, e.g. advlearn_lambda<l>.pt for AdvLearn)
+    name='dec.pkl',      # output checkpoint; curves, config and report files take its stem
 )
 PRESETS = {
     'tiny': dict(width=8, epochs=1, batch_size=32, n_per_id=2),
@@ -64,13 +67,14 @@ def main(argv=None):
     cfg = config.parse(HP, PRESETS, argv, description=__doc__)
     device, clock = runtime.start(cfg, 'trainDecoder')
     meta = loader.load_meta(cfg.data_dir)
-    target = ckpt.load_target(cfg, meta, device)
+    target = ckpt.load_target(cfg, meta, device, cfg.enc)
     pub = loader.load(cfg.data_dir, 'public', device, meta)
     feats = encode(target.Enc, pub, device)
     Dec = Decoder(target.feat_shape, meta['img_size'], cfg.width).to(device)
     opt = torch.optim.Adam(Dec.parameters(), lr=cfg.lr)
-    start, hist = ckpt.resume(cfg, 'dec.pkl', 'dec', meta, {'Dec': Dec}, {'opt': opt})
-    out_file = ckpt.path(cfg, 'dec.pkl')
+    start, hist = ckpt.resume(cfg, cfg.name, 'dec', meta, {'Dec': Dec}, {'opt': opt})
+    out_file = ckpt.path(cfg, cfg.name)
+    stem = out_file.stem
     gen = torch.Generator().manual_seed(cfg.seed)
 
     def periodic(epoch):
@@ -80,14 +84,15 @@ def main(argv=None):
 
     fit(Dec, opt, feats, pub.images, image_mse, cfg.epochs, cfg.batch_size, gen, 'Dec', hist, 'mse',
         start, periodic)
-    out_dir = io.repo_path(cfg.results_dir) / runtime.run_tag(cfg) / 'attack_raw'
+    sub = 'attack_raw' if cfg.name == HP['name'] else f'attack_raw_{stem}'   # another decoder's grid
+    out_dir = io.repo_path(cfg.results_dir) / runtime.run_tag(cfg) / sub
     res = score_raw(cfg, meta, target.Enc, Dec, device, out_dir)
     ckpt.save(out_file, kind='dec', models={'Dec': Dec}, cfg=cfg, meta=meta,
               metrics={'train_mse': hist['mse'][-1] if hist.get('mse') else None, **res})
-    plots.save_curves({'train MSE': hist['mse']}, out_file.with_name('dec_loss.png'), 'decoder',
+    plots.save_curves({'train MSE': hist['mse']}, out_file.with_name(f'{stem}_loss.png'), 'decoder',
                       xlabel='epoch')
-    cfg.save(out_file.with_name('dec_config.json'))
-    clock.finish('trainDecoder', out_file.with_name('dec_report.json'),
+    cfg.save(out_file.with_name(f'{stem}_config.json'))
+    clock.finish('trainDecoder', out_file.with_name(f'{stem}_report.json'),
                  train_mse=hist['mse'][-1] if hist.get('mse') else None,
                  **{f'blackbox_{k}': v for k, v in res.items()})
     return res

@@ -36,6 +36,10 @@ HP = dict(
     eval_steps=80,       # inversion steps for that check (the amortized attack's budget)
     ckpt_every=500,
     resume=False,
+    gan='gan.pt',        # the prior to amortize (gan_a2.pt: the A2 attacker's own prior)
+    enc='enc.pt',        # the target net whose features it inverts (a protection's own, e.g.
+                         #   advlearn_lambda<l>.pt for AdvLearn)
+    name='amor.pt',      # output checkpoint; curves, config and report files take its stem
 )
 PRESETS = {
     'tiny': dict(width=8, steps=4, batch_size=16, eval_images=16, eval_steps=3, ckpt_every=2),
@@ -52,17 +56,18 @@ def main(argv=None):
         raise config.ConfigError(f"--loss {cfg.loss!r}: expected 'feature' or 'latent'")
     device, clock = runtime.start(cfg, 'trainAmor')
     meta = loader.load_meta(cfg.data_dir)
-    target = ckpt.load_target(cfg, meta, device)
+    target = ckpt.load_target(cfg, meta, device, cfg.enc)
     Enc = target.Enc
-    G, _ = ckpt.load_gan(cfg, meta, device)
+    G, _ = ckpt.load_gan(cfg, meta, device, cfg.gan)
     Amor = Amortizer(G.latent_dim, target.feat_shape, cfg.width).to(device)
     opt = torch.optim.Adam(Amor.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps)
-    start, hist = ckpt.resume(cfg, 'amor.pt', 'amor', meta, {'Amor': Amor},
+    start, hist = ckpt.resume(cfg, cfg.name, 'amor', meta, {'Amor': Amor},
                               {'opt': opt, 'sched': sched})
     hist = hist or {'loss': []}
     gen = torch.Generator().manual_seed(cfg.seed)
-    out_file = ckpt.path(cfg, 'amor.pt')
+    out_file = ckpt.path(cfg, cfg.name)
+    stem = out_file.stem
 
     Amor.train()
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=f'Amor ({cfg.loss} loss)')
@@ -103,10 +108,10 @@ def main(argv=None):
         res[f'{name}_loss_after_{cfg.eval_steps}_steps'] = final.mean().item()
     print('inversion loss on public features: ' + ', '.join(f'{k}={v:.4g}' for k, v in res.items()))
     ckpt.save(out_file, kind='amor', models={'Amor': Amor}, cfg=cfg, meta=meta, metrics=res)
-    plots.save_curves({f'{cfg.loss} loss': hist['loss']}, out_file.with_name('amor_loss.png'),
+    plots.save_curves({f'{cfg.loss} loss': hist['loss']}, out_file.with_name(f'{stem}_loss.png'),
                       'amortizer', logy=True)
-    cfg.save(out_file.with_name('amor_config.json'))
-    clock.finish('trainAmor', out_file.with_name('amor_report.json'), loss=cfg.loss, **res)
+    cfg.save(out_file.with_name(f'{stem}_config.json'))
+    clock.finish('trainAmor', out_file.with_name(f'{stem}_report.json'), loss=cfg.loss, **res)
     return res
 
 

@@ -33,6 +33,15 @@ HP = dict(
     ema=0.0,             # >0: keep an exponential moving average of G (off in the paper)
     ckpt_every=500,      # generator steps between periodic checkpoints / sample grids
     resume=False,
+    name='gan.pt',       # output checkpoint in params_dir; samples, curves, config and report
+                         #   files take its stem (gan_a2.pt -> gan_a2_samples.png, ...).
+                         # The paper's A2 attacker has a prior of its own that the crafter never
+                         #   saw: another seed and another width, with its own amortizer:
+                         #   python WhiteBoxAttack/train_gan.py --preset demo --name gan_a2.pt --seed 1 --width A2_WIDTH
+                         #   python WhiteBoxAttack/trainAmor.py --preset demo --gan gan_a2.pt --name amor_a2.pt
+                         #   A2_WIDTH (the Makefile's): tiny 12, demo 24, celeba-cpu 24. Per
+                         #   generator step, against width 16 / 32: demo 24 costs 2.0x (a few CPU
+                         #   minutes at 500 steps), celeba-cpu 48 would cost 1.8x, 24 costs less.
 )
 PRESETS = {
     'tiny': dict(latent_dim=32, width=8, g_steps=4, n_critic=2, batch_size=16, ckpt_every=2),
@@ -57,13 +66,14 @@ def main(argv=None):
     models = {'G': G, 'D': D} if G_ema is None else {'G': G, 'D': D, 'G_ema': G_ema}
     if G_ema is not None:
         G_ema.load_state_dict(G.state_dict())
-    start, hist = ckpt.resume(cfg, 'gan.pt', 'gan', meta, models, {'g': opt_g, 'd': opt_d})
+    start, hist = ckpt.resume(cfg, cfg.name, 'gan', meta, models, {'g': opt_g, 'd': opt_d})
     hist = hist or {'wasserstein': [], 'gp': [], 'g_loss': []}
     Gs, Ds = runtime.speed_up(G, cfg, device), runtime.speed_up(D, cfg, device)
     gen = torch.Generator().manual_seed(cfg.seed)
     z_fixed = torch.randn(64, cfg.latent_dim, generator=torch.Generator().manual_seed(1234)).to(device)
-    out_file = ckpt.path(cfg, 'gan.pt')
-    sample_file = out_file.with_name('gan_samples.png')
+    out_file = ckpt.path(cfg, cfg.name)
+    stem = out_file.stem
+    sample_file = out_file.with_name(f'{stem}_samples.png')
 
     def real_batch():
         idx = torch.randint(len(pub), (cfg.batch_size,), generator=gen).to(device)
@@ -118,10 +128,10 @@ def main(argv=None):
 
     save(cfg.g_steps, done=True)
     plots.save_curves({'Wasserstein estimate': hist['wasserstein'], 'gradient penalty': hist['gp']},
-                      out_file.with_name('gan_loss.png'), 'WGAN-GP', xlabel='generator step')
-    cfg.save(out_file.with_name('gan_config.json'))
+                      out_file.with_name(f'{stem}_loss.png'), 'WGAN-GP', xlabel='generator step')
+    cfg.save(out_file.with_name(f'{stem}_config.json'))
     wall = clock.summary()['wall_s']
-    clock.finish('train_gan', out_file.with_name('gan_report.json'),
+    clock.finish('train_gan', out_file.with_name(f'{stem}_report.json'),
                  wasserstein_last100=sum(hist['wasserstein'][-100:]) / max(1, len(hist['wasserstein'][-100:])),
                  real_images_per_s=round((cfg.g_steps - start) * cfg.n_critic * cfg.batch_size / max(wall, 1e-9), 1),
                  samples=str(sample_file))

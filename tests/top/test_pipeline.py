@@ -14,7 +14,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 ATTACKS = {'whitebox', 'whitebox_amortized', 'blackbox', 'adaptive_whitebox', 'adaptive_blackbox',
-           'feature2id'}
+           'feature2id', 'adaptive_feature2id', 'whitebox_a2', 'attribute_linkage',
+           'a3_whitebox_amortized', 'a3_blackbox', 'a3_feature2id'}
+A3 = {a for a in ATTACKS if a.startswith('a3_')}
 
 
 @pytest.fixture(scope='module')
@@ -42,8 +44,12 @@ def test_metrics_json_schema_and_ranges(pipeline):
     prots = m['protections']
     assert 'none' in prots and any(n.startswith('crafter_beta') for n in prots)
     assert any(n.startswith('zcrafter_beta') for n in prots)
+    assert any(n.startswith('noise_s') for n in prots)
     for name, p in prots.items():
-        assert name == 'none' or name.startswith(('crafter_beta', 'zcrafter_beta'))
+        assert name == 'none' or name.startswith(('crafter_beta', 'zcrafter_beta', 'noise_s'))
+        # privacy is the worst case over the attacks that ran
+        assert p['worst_attack']['eval_acc'] == max(s['eval_acc'] for s in p['attacks'].values())
+        assert p['attacks'][p['worst_attack']['attack']]['eval_acc'] == p['worst_attack']['eval_acc']
         assert 0.0 <= p['mean_auc'] <= 1.0
         assert p['eps_pii'] is None or isinstance(p['eps_pii'], float)
         assert set(p['attacks']) <= ATTACKS
@@ -53,8 +59,11 @@ def test_metrics_json_schema_and_ranges(pipeline):
                 assert s[k] is None or -1.0 <= s[k] <= 1.0
             if attack == 'feature2id':
                 assert s['ssim'] is None
-    # the Makefile runs every attack for none and for the recommended protections
-    assert set(prots['none']['attacks']) == ATTACKS
+    # the Makefile runs every attack for none and for the recommended protections; repeated
+    # queries (A3) apply to the randomised release only
+    assert set(prots['none']['attacks']) == ATTACKS - A3 and set(prots['none']['not_applicable']) == A3
+    noisy = [p for n, p in prots.items() if n.startswith('noise_s')]
+    assert any(set(p['attacks']) == ATTACKS for p in noisy)
 
 
 def test_report_pictures_and_time(pipeline):
