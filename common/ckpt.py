@@ -6,11 +6,13 @@ A checkpoint is a plain dict (loadable with weights_only=True):
      'metrics': {...}, 'train': {optimizer states, epoch, ...} (only while training)}
 Anything missing or made for other data names the numbered README command that makes it.
 """
+import importlib.util
+import shlex
 from pathlib import Path
 
 import torch
 
-from common import io
+from common import config, io
 
 FORMAT = 1
 # checkpoint file -> (README step, script that makes it)
@@ -49,24 +51,129 @@ def protection_amor(protection, gan='gan.pt'):
     return f'amor_{protection}.pt' if changes_encoder(protection) else base
 
 
-class CheckpointError(SystemExit):
-    def __init__(self, msg):
-        super().__init__(f'error: {msg}')
+class CheckpointError(config.UserError):
+    """A checkpoint or feature file is missing, unreadable or made for something else: one line
+    naming the file and the command that fixes it; exit status 2 (config.UserError)."""
+
+
+class AlreadyDone(SystemExit):
+    """`--resume` found the checkpoint finished (with this run's settings): nothing to train.
+
+    Uncaught it ends the stage with status 0 (the message is printed before it is raised); a
+    stage with more to do after training may catch it: `.checkpoint` is the loaded checkpoint
+    and the models passed to resume() hold its weights.
+    """
+
+    def __init__(self, msg, checkpoint=None):
+        super().__init__(0)
+        self.msg, self.checkpoint = msg, checkpoint
+
+    def __str__(self):
+        return self.msg
+
+
+# the script that trains each kind of checkpoint, when its file name is not in PRODUCERS
+KIND_SCRIPTS = {
+    'enc': 'Crafter_protection/trainTargetNet.py', 'oracle': 'Image2ID/evalTrain.py',
+    'gan': 'WhiteBoxAttack/train_gan.py', 'amor': 'WhiteBoxAttack/trainAmor.py',
+    'dec': 'BlackBoxAttack/trainDecoder.py', 'f2id': 'Feature2ID/f2id_train.py',
+}
+# settings that never change what a run computes (where it runs, where files go, how often it
+# saves): a resumed or finished run may differ in them
+RESUME_FREE = {'data_dir', 'params_dir', 'results_dir', 'crafted_dir', 'device', 'amp',
+               'channels_last', 'compile', 'resume', 'preset', 'ckpt_every', 'workers'}
 
 
 def path(cfg, name):
-    return io.repo_path(cfg.params_dir) / name
+    """params_dir/name; the first call of a process removes orphan temporary files there."""
+    folder = io.repo_path(cfg.params_dir)
+    io.clean_orphans(folder)
+    return folder / name
+
+
+def _producer(name, kind=None):
+    """(README step, script path, fixed flags) of the script that writes checkpoint `name`."""
+    base = Path(name).name
+    step, script = PRODUCERS.get(base, (None, None))
+    if script is None and base.startswith('advlearn_'):
+        lam = Path(name).stem.split('lambda')[-1]
+        step, script = '9b', f'Baselines/advLearning.py --lam {lam}'
+    if script is None and kind in KIND_SCRIPTS:
+        script = KIND_SCRIPTS[kind]
+    if script is None:
+        return None, None, ''
+    script, _, fixed = script.partition(' ')
+    return step, script, fixed
+
+
+_SCRIPT_HP = {}
+
+
+def script_options(script):
+    """(HP, PRESETS) of a stage script (imported once; its main() does not run), or None."""
+    if script not in _SCRIPT_HP:
+        _SCRIPT_HP[script] = None
+        try:
+            spec = importlib.util.spec_from_file_location(
+                '_hp_of_' + script.replace('/', '_').replace('.py', ''), io.ROOT / script)
+            mod = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(mod)
+            _SCRIPT_HP[script] = (dict(mod.HP), dict(getattr(mod, 'PRESETS', {})))
+        except (Exception, SystemExit):
+            pass
+    return _SCRIPT_HP[script]
+
+
+def _flag(key, value):
+    if isinstance(value, bool):
+        value = 'true' if value else 'false'
+    elif isinstance(value, (list, tuple)):
+        value = ','.join(str(v) for v in value)
+    return f'--{key} {shlex.quote(str(value))}'
+
+
+def command_flags(script, settings, skip=()):
+    """The flags that make `script` run with `settings` (a saved or current config): the preset
+    and every setting that differs from what that preset gives."""
+    settings = dict(settings)
+    preset = settings.get('preset') or ''
+    opts = script_options(script) if script else None
+    flags = [f'--preset {preset}'] if preset else []
+    if opts is None:     # unknown script: at least where its data and checkpoints are
+        base = dict(config.STAGE_KEYS)
+        base.update(config.STAGE_PRESETS.get(preset, {}))
+        flags += [_flag(k, settings[k]) for k in ('data_dir', 'params_dir')
+                  if k in settings and settings[k] != base.get(k) and k not in skip]
+        return ' '.join(flags)
+    try:
+        base = config.parse(opts[0], opts[1], ['--preset', preset] if preset else [])
+    except SystemExit:
+        base = config.parse(opts[0], {}, [])
+        flags = []
+    for k, v in base.items():
+        if k in settings and k not in skip and k not in ('preset', 'resume') \
+                and settings[k] != v:
+            flags.append(_flag(k, settings[k]))
+    return ' '.join(flags)
+
+
+def command(script, settings, fixed='', extra='', skip=()):
+    """`python script flags`, with `fixed` flags of the producer entry kept only when the
+    settings do not already give them."""
+    flags = command_flags(script, settings, skip)
+    keep = [f for f in (fixed or '').split('--') if f.strip()
+            and f'--{f.split()[0]} ' not in flags + ' ']
+    parts = [f'python {script}', flags] + [f'--{f.strip()}' for f in keep] + [extra]
+    return ' '.join(p for p in parts if p)
 
 
 def how_to_make(cfg, name):
-    step, script = PRODUCERS.get(Path(name).name, (None, None))
-    if script is None and Path(name).name.startswith('advlearn_'):
-        lam = Path(name).stem.split('lambda')[-1]
-        step, script = '9b', f'Baselines/advLearning.py --lam {lam}'
+    step, script, fixed = _producer(name)
     if script is None:
         return ''
     flags = cfg.overrides_for_command() if hasattr(cfg, 'overrides_for_command') else ''
-    return f'make it with step {step} of the README: python {script} {flags}'.rstrip()
+    cmd = ' '.join(p for p in (f'python {script}', fixed, flags) if p)
+    return f'make it with step {step} of the README: {cmd}'
 
 
 def dataset_record(data_dir, meta):
@@ -123,10 +230,12 @@ def load(cfg, name, kind, meta=None, expect=None, required=True, allow_partial=F
         raise CheckpointError(f'{io.rel(file)} is not a {kind!r} checkpoint of this project '
                               f'(found {found!r}); {how_to_make(cfg, name)}')
     if not ck.get('done', True) and not allow_partial:
-        step, script = PRODUCERS.get(Path(name).name, (None, 'its stage script'))
+        _, script, fixed = _producer(name, kind)
+        how = (command(script, _here(ck.get('config', {}), cfg), fixed, '--resume') if script
+               else 'its stage script with --resume')
         raise CheckpointError(
-            f"{io.rel(file)} is unfinished training (saved at {ck.get('train', {}).get('progress', '?')}); "
-            f"finish it with: python {script} {cfg.overrides_for_command()} --resume".replace('  ', ' '))
+            f"{io.rel(file)} is unfinished training (saved at "
+            f"{ck.get('train', {}).get('progress', '?')}); finish it with: {how}")
     if meta is not None and ck['dataset']['fingerprint'] != meta['fingerprint']:
         raise CheckpointError(
             f"{io.rel(file)} was trained on {ck['dataset']['dir']} (fingerprint "
@@ -136,11 +245,28 @@ def load(cfg, name, kind, meta=None, expect=None, required=True, allow_partial=F
     for key, want in (expect or {}).items():
         have = _lookup(ck, key)
         if have is not None and have != want:
-            raise CheckpointError(
-                f'{io.rel(file)} has {key}={have!r} but this run needs {key}={want!r}; '
-                f'{how_to_make(cfg, name)} --{key} {want}, or run this script with '
-                f'--{key} {have}')
+            raise CheckpointError(f'{io.rel(file)} has {key}={have!r} but this run needs '
+                                  f'{key}={want!r}; ' + _mismatch_fix(cfg, name, kind, key, have, want))
     return ck
+
+
+def _mismatch_fix(cfg, name, kind, key, have, want):
+    """The fix for a checkpoint made with another `key`: only flags the scripts really have."""
+    _, script, _ = _producer(name, kind)
+    opts = script_options(script) if script else None
+    fixes = []
+    remake = how_to_make(cfg, name) or (f'retrain it with python {script}' if script else '')
+    if opts is not None and key in opts[0]:
+        fixes.append(f'{remake} --{key} {want}')
+    elif key == 'img_size':
+        fixes.append(f'it was trained on {have}px images and {cfg.get("data_dir")} has {want}px: '
+                     f'{remake}' + (' (it takes the image size from the data)' if remake else '')
+                     + f', or point --data_dir at the {have}px dataset it was made for')
+    elif remake:
+        fixes.append(f'{remake} (after the checkpoint it depends on)')
+    if key in cfg and key != 'img_size':
+        fixes.append(f'or run this script with --{key} {have}')
+    return ', '.join(fixes) if fixes else 'retrain it for this run'
 
 
 def _lookup(ck, key):
@@ -173,16 +299,49 @@ def train_state(optimizers, step, total, history, unit='epoch'):
 
 def resume(cfg, name, kind, meta, models, optimizers):
     """With --resume, restore models and optimizers from params_dir/name; returns
-    (start_step, history). Without it, or for a finished checkpoint, starts from scratch."""
+    (start_step, history). Without --resume, or with no checkpoint yet, starts from scratch.
+
+    A finished checkpoint made with this run's settings stays finished: prints "already done"
+    and raises AlreadyDone (exit status 0, nothing is rewritten). A checkpoint made with other
+    settings (--width, --g_steps, --lr, ...; only where files go and the device may differ) is
+    refused by name with the commands that continue it or start over.
+    """
+    file = path(cfg, name)
+    io.clean_orphans(file.parent)
     if not cfg.get('resume'):
         return 0, {}
     ck = load(cfg, name, kind, meta, required=False, allow_partial=True)
     if ck is None:
         print(f'--resume: no {name} yet, starting from scratch')
         return 0, {}
-    if ck.get('done', True) or 'train' not in ck:
-        print(f'--resume: {name} is already finished; retraining from scratch')
-        return 0, {}
+    done = ck.get('done', True) or 'train' not in ck
+    _, script, fixed = _producer(name, kind)
+    diff = _settings_diff(ck, cfg, models)
+    if diff:
+        have = ', '.join(f'{k}={a!r}' for k, a, _ in diff)
+        want = ', '.join(f'{k}={b!r}' for k, _, b in diff)
+        keep = command(script, _here(ck['config'], cfg), fixed, '--resume') if script else ''
+        fresh = command(script, cfg, fixed) if script else ''
+        what = ('is a finished run' if done else
+                f"is an unfinished run (saved at {ck['train'].get('progress', '?')})")
+        raise CheckpointError(
+            f'{io.rel(file)} {what} with {have}, but this run asks for {want}; --resume only '
+            + ('checks a run made with the same settings' if done else
+               'continues a run with its own settings')
+            + (f". {'Check it' if done else 'Finish it'} with its settings: {keep}; or train anew "
+               f'with the new ones (replaces it): {fresh}' if script else
+               '; run without --resume to train anew (replaces it)'))
+    if done:
+        for k, m in models.items():     # the finished weights, for a stage that goes on
+            if k in ck['models']:
+                try:
+                    getattr(m, '_orig_mod', m).load_state_dict(ck['models'][k]['state'])
+                except (RuntimeError, KeyError):
+                    pass
+        msg = (f'--resume: {io.rel(file)} is already done (finished training with these '
+               'settings); nothing to do. To train it again, run without --resume (replaces it).')
+        print(msg, flush=True)
+        raise AlreadyDone(msg, ck)
     for k, m in models.items():
         getattr(m, '_orig_mod', m).load_state_dict(ck['models'][k]['state'])
     for k, o in optimizers.items():
@@ -192,25 +351,105 @@ def resume(cfg, name, kind, meta, models, optimizers):
     return ck['train']['step'], ck['train']['history']
 
 
+def _here(saved, cfg):
+    """A checkpoint's settings, located where this run finds it (data and output folders)."""
+    out = dict(saved)
+    for k in ('data_dir', 'params_dir', 'results_dir', 'crafted_dir', 'device'):
+        if k in cfg:
+            out[k] = cfg[k]
+    return out
+
+
+def _settings_diff(ck, cfg, models):
+    """[(key, saved, now)] of settings that differ between a checkpoint and this run: every
+    config key both know except RESUME_FREE, and the architecture of every model."""
+    saved = ck.get('config', {})
+    diff = [(k, saved[k], cfg[k]) for k in cfg
+            if k in saved and k not in RESUME_FREE and _differs(saved[k], cfg[k])]
+    seen = {k for k, _, _ in diff}
+    for k, m in models.items():
+        arch = getattr(getattr(m, '_orig_mod', m), 'arch', None)
+        entry = ck['models'].get(k)
+        if arch is None or entry is None:
+            continue
+        for a, v in dict(arch).items():
+            if a in entry['arch'] and _differs(entry['arch'][a], v) and a not in seen:
+                diff.append((a, entry['arch'][a], v))
+                seen.add(a)
+    return diff
+
+
+def _differs(a, b):
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return list(a) != list(b)
+    return a != b
+
+
 def save_features(file, feats, names, **info):
     """Released features of named images (raw or protected), for attacks and scoring."""
     io.save_torch({'features': feats.detach().float().cpu(), 'names': list(names), **info}, file)
 
 
-def load_features(file, hint=''):
+FEATURE_DTYPES = (torch.float32, torch.float16, torch.bfloat16)   # read as float32
+
+
+def load_features(file, hint='', shape=None):
+    """A feature file, checked: a dict with 'features' (N x C x H x W, float32/float16/bfloat16,
+    every value finite; read as float32) and 'names' (N distinct image names).
+
+    shape: (C, H, W) of the encoder the features must come from, when the caller knows it.
+    Anything else is a CheckpointError naming the file and the fix (`hint`: how to remake it).
+    """
     file = Path(file)
+    fix = hint or 'write it again with the stage that made it'
     if not file.exists():
         raise CheckpointError(f'feature file {io.rel(file)} not found' + (f'; {hint}' if hint else ''))
-    obj = torch.load(file, map_location='cpu', weights_only=True)
+    if file.is_dir():
+        raise CheckpointError(f'feature file {io.rel(file)} is a folder, not a file; {fix}')
+    try:
+        obj = torch.load(file, map_location='cpu', weights_only=True)
+    except Exception as e:   # truncated, empty or foreign
+        raise CheckpointError(f'feature file {io.rel(file)} cannot be read ({type(e).__name__}: '
+                              f'{str(e).splitlines()[0][:160] if str(e) else "no detail"}); it is '
+                              f'truncated or not a feature file; {fix}') from None
     if not isinstance(obj, dict) or 'features' not in obj or 'names' not in obj:
         raise CheckpointError(f'{io.rel(file)} is not a feature file of this project '
-                              "(a dict with 'features' and 'names')")
+                              f"(a dict with 'features' and 'names'); {fix}")
+    feats, names = obj['features'], obj['names']
+    bad = None
+    if not torch.is_tensor(feats) or feats.dim() != 4:
+        got = tuple(feats.shape) if torch.is_tensor(feats) else type(feats).__name__
+        bad = f'features are {got}, expected one N x C x H x W tensor'
+    elif feats.dtype not in FEATURE_DTYPES:
+        bad = f'features are {str(feats.dtype).replace("torch.", "")}, expected float32 or float16'
+    elif not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+        bad = 'names are not a list of image names'
+    elif len(names) != len(feats):
+        bad = f'{len(feats)} feature rows but {len(names)} names'
+    elif len(set(names)) != len(names):
+        seen = set()
+        dup = next(n for n in names if n in seen or seen.add(n))
+        bad = f'image {dup!r} appears more than once ({len(names) - len(set(names))} duplicates)'
+    elif shape is not None and tuple(feats.shape[1:]) != tuple(shape):
+        bad = (f'features are {"x".join(map(str, feats.shape[1:]))} per image but this encoder '
+               f'makes {"x".join(map(str, shape))}; they were made with another encoder or image size')
+    if bad is None:
+        feats = feats.float()
+        finite = torch.isfinite(feats.flatten(1)).all(1)
+        if not bool(finite.all()):
+            first = int(torch.nonzero(~finite)[0])
+            bad = (f'{int((~finite).sum())} of {len(feats)} feature rows hold NaN or infinite '
+                   f'values (first: {names[first]!r})')
+    if bad is not None:
+        raise CheckpointError(f'{io.rel(file)}: {bad}; {fix}')
+    obj['features'] = feats
+    obj['names'] = list(names)
     return obj
 
 
-def aligned_features(file, split, hint=''):
+def aligned_features(file, split, hint='', shape=None):
     """Features of a saved file, in the order of `split`'s images (refuses missing images)."""
-    obj = load_features(file, hint)
+    obj = load_features(file, hint, shape)
     pos = {n: i for i, n in enumerate(obj['names'])}
     missing = [n for n in split.names if n not in pos]
     if missing:

@@ -5,10 +5,22 @@ a dict of named presets (CPU-sized runs). `parse` then applies, in order: the de
 common keys below, the preset chosen with `--preset NAME`, and `--key value` overrides. The
 type of each default is the type the command line must give. Anything unknown or malformed
 stops the script with a message that says what to type instead.
+
+Every numeric hyperparameter has its valid range here, in RANGES (by key name, for every
+script); a script may add or tighten rules with `parse(..., ranges={key: rule})`. A value out of
+range stops the script before it writes anything.
+
+Errors a user can cause (ConfigError here, ckpt.CheckpointError, dataset.validate.DatasetError)
+are UserErrors: uncaught, they print one line `error: ...` to stderr and exit with status 2
+(0 for --help). `--debug` on any stage's command line (or CRAFTER_DEBUG=1 in the environment)
+prints the traceback as well.
 """
 import difflib
 import json
+import math
+import os
 import sys
+import traceback
 
 from common import io
 
@@ -31,12 +43,146 @@ STAGE_PRESETS = {
     'celeba-cpu': dict(data_dir='dataset/celeba32', params_dir='params/celeba-cpu'),
 }
 
+# ---- valid ranges of numeric hyperparameters, by key name, for every script ------------------
+# A rule is '>=1', '>=0', '>0', an interval such as '[0,1)', or a list of allowed values; ' or -1'
+# admits a sentinel. 0 is allowed where a script's HP comment gives it a meaning ("0 = all",
+# "0 = off", "0 = the preset's"). Keys not named here (strings, flags, lists) are not checked.
+COUNT = '>=1'      # steps, epochs, batch sizes, widths: 0 or less runs nothing, or crashes later
+RANGES = {
+    # iterations and epochs
+    'epochs': COUNT, 'steps': COUNT, 'g_steps': COUNT, 'outer_steps': COUNT, 'inner_steps': COUNT,
+    'n_critic': COUNT, 'eval_steps': COUNT, 'eps_steps': COUNT, 'neumann_terms': COUNT,
+    'cg_iters': COUNT, 'restarts': COUNT, 'patience': COUNT, 'ckpt_every': COUNT, 'batches': COUNT,
+    'amor_steps': '>=0', 'eval_amor_steps': '>=0',    # 0 = the amortizer's output, no iteration
+    'first_inner_steps': '>=0',                        # 0 = start the inner solve at Amor(f0)
+    'attack_steps': '>=0',                             # 0 = attacker.py's preset
+    # batch sizes, image counts, widths, sizes
+    'batch_size': COUNT, 'critic_batch': COUNT, 'keep_batch': COUNT, 'batch': COUNT,
+    'width': COUNT, 'critic_width': COUNT, 'dec_width': COUNT, 'gan_width': COUNT,
+    'latent_dim': COUNT, 'img_size': COUNT, 'supersample': COUNT, 'a3_k': COUNT, 'n_show': COUNT,
+    'eval_images': COUNT, 'std_images': COUNT, 'score_images': COUNT, 'grid_ids': COUNT,
+    'grid_images': COUNT, 'images_per_id': COUNT, 'n_public': COUNT, 'n_private': COUNT,
+    'n_per_id': '>=0', 'n_images': '>=0', 'dec_images': '>=0', 'n_queries': '>=0',   # 0 = all
+    'private_images_per_id': '>=0',                    # 0 = images_per_id
+    'depth': [18, 34, 50, 101, 152], 'oracle_depth': [18, 34, 50, 101, 152],
+    'workers': '>=0', 'crop': '>=0', 'shift': '>=0', 'seed': '>=0',
+    # learning rates and optimiser constants
+    'lr': '>0', 'critic_lr': '>0', 'dec_lr': '>0', 'inner_lr': '>0', 'inv_lr': '>0',
+    'neumann_alpha': '>0', 'weight_decay': '>=0',
+    'momentum': '[0,1)', 'inner_momentum': '[0,1)', 'beta1': '[0,1)', 'beta2': '[0,1)',
+    'ema': '[0,1)',                                     # 0 = off
+    'cg_damping': '>=0 or -1',                          # -1 = the Neumann series' damping
+    # loss weights and scales (0 = off)
+    'beta': '>=0', 'gp': '>=0', 'gp_high': '>=0', 'sigma': '>=0', 'keep_weight': '>=0',
+    'prior_weight': '>=0', 'nuisance': '>=0', 'scale': '>=0', 'rotate': '>=0', 'brightness': '>=0',
+    'lam': '[0,1]', 'label_smoothing': '[0,1)', 'holdout': '[0,1)', 'eval_test_frac': '(0,1)',
+}
 
-class ConfigError(SystemExit):
-    """Raised for bad command lines; exits with status 2 and the message."""
+
+def check_range(key, value, rule):
+    """None when `value` satisfies `rule`, else what was expected (for the error message)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(rule, (list, tuple, set)):
+        return None if value in rule else 'one of ' + ', '.join(str(v) for v in rule)
+    rule = rule.strip()
+    if ' or ' in rule:
+        first, sentinel = rule.split(' or ', 1)
+        if value == float(sentinel):
+            return None
+        bad = check_range(key, value, first)
+        return None if bad is None else f'{bad} (or {sentinel.strip()})'
+    if isinstance(value, float) and not math.isfinite(value):
+        return 'a finite number'
+    if rule[0] in '[(':
+        lo, hi = (float(v) for v in rule[1:-1].split(','))
+        ok = (lo <= value if rule[0] == '[' else lo < value) and \
+             (value <= hi if rule[-1] == ']' else value < hi)
+        words = {'[0,1)': 'at least 0 and below 1', '(0,1)': 'strictly between 0 and 1',
+                 '[0,1]': 'between 0 and 1'}
+        return None if ok else f'a value in {rule}' + (f' ({words[rule]})' if rule in words else '')
+    for op, test, word in (('>=', lambda a, b: a >= b, 'at least'), ('>', lambda a, b: a > b,
+                                                                     'greater than')):
+        if rule.startswith(op):
+            bound = float(rule[len(op):])
+            bound_txt = rule[len(op):]
+            return None if test(value, bound) else f'{word} {bound_txt}'
+    raise ValueError(f'bad range rule {rule!r} for {key}')
+
+
+def check_ranges(cfg, ranges=None, given=()):
+    """ConfigError naming the first hyperparameter outside its valid range."""
+    rules = {**RANGES, **(ranges or {})}
+    for key, value in cfg.items():
+        rule = rules.get(key)
+        if rule is None:
+            continue
+        bad = check_range(key, value, rule)
+        if bad is not None:
+            where = f'--{key} {value}' if key in given else (
+                f'{key}={value!r} (from --preset {cfg.get("preset")})' if cfg.get('preset')
+                else f'{key}={value!r}')
+            raise ConfigError(f'{where}: expected {bad}')
+
+
+# ---- errors a user can cause ---------------------------------------------------------------
+
+def debug_on():
+    """--debug (taken off the command line by parse) or CRAFTER_DEBUG=1: show tracebacks."""
+    return os.environ.get('CRAFTER_DEBUG', '').strip() not in ('', '0', 'false', 'no', 'off')
+
+
+class _Status(int):
+    """An exit status that prints as the error message (str(e.code) keeps giving the message)."""
+
+    def __new__(cls, status, msg):
+        obj = super().__new__(cls, status)
+        obj.msg = msg
+        return obj
+
+    def __str__(self):
+        return self.msg
+
+    __repr__ = __str__
+
+
+class UserError(SystemExit):
+    """A mistake the user can fix (bad option, missing or mismatched file, bad dataset).
+
+    Uncaught, Python reads `.code` to exit: that prints the message as one line on stderr
+    (with the traceback under --debug / CRAFTER_DEBUG=1) and exits with `status` (2). Caught
+    errors print nothing; str(e) and str(e.code) are the message.
+    """
+    status = 2
+    prefix = 'error: '
 
     def __init__(self, msg):
-        super().__init__(f'error: {msg}')
+        super().__init__(self.prefix + str(msg))
+        self._reported = False
+        # where it was raised (Python's exit handler does not hand the traceback over)
+        self._stack = traceback.format_stack()[:-1] if debug_on() else None
+
+    @property
+    def code(self):
+        if not self._reported:
+            self._reported = True
+            if debug_on():
+                stack = (traceback.format_tb(self.__traceback__) if self.__traceback__ is not None
+                         else self._stack or [])
+                print('Traceback (most recent call last):\n' + ''.join(stack).rstrip(),
+                      file=sys.stderr)
+            line = str(self)
+            print(line if line.startswith('error:') else f'error: {line}', file=sys.stderr,
+                  flush=True)
+        return _Status(self.status, str(self))
+
+    @code.setter
+    def code(self, value):   # SystemExit's own slot is set by BaseException; nothing to keep
+        pass
+
+
+class ConfigError(UserError):
+    """Raised for bad command lines; exits with status 2 and the message."""
 
 
 class Config(dict):
@@ -109,13 +255,18 @@ def _check_value(key, value, default):
     return value
 
 
-def parse(hp, presets=None, argv=None, stage=True, description=''):
+def parse(hp, presets=None, argv=None, stage=True, description='', ranges=None):
     """Resolve a script's hyperparameters. Returns a Config.
 
     hp: the script's defaults (paper values); presets: {name: {key: value}};
-    stage: add STAGE_KEYS (data/params dirs, device, seed, speed switches).
+    stage: add STAGE_KEYS (data/params dirs, device, seed, speed switches);
+    ranges: {key: rule} added to / overriding RANGES for this script.
+    `--debug` anywhere on the command line shows tracebacks of user errors (CRAFTER_DEBUG=1).
     """
     argv = sys.argv[1:] if argv is None else list(argv)
+    if '--debug' in argv and 'debug' not in hp:
+        argv = [a for a in argv if a != '--debug']
+        os.environ['CRAFTER_DEBUG'] = '1'
     defaults = dict(hp)
     if stage:
         for k, v in STAGE_KEYS.items():
@@ -144,9 +295,27 @@ def parse(hp, presets=None, argv=None, stage=True, description=''):
         cfg['preset'] = preset
     for k, text in pairs.items():
         cfg[k] = _coerce(k, text, defaults[k])
-    if stage and cfg.device not in ('auto', 'cpu', 'cuda') and not cfg.device.startswith('cuda:'):
+    if stage and cfg.device not in ('auto', 'cpu', 'cuda') and not (
+            cfg.device.startswith('cuda:') and cfg.device[5:].isdigit()):
         raise ConfigError(f'--device {cfg.device!r}: expected auto, cpu, cuda or cuda:N')
+    check_ranges(cfg, ranges, given=pairs)
+    if stage:
+        _check_output_dirs(cfg)
+    object.__setattr__(cfg, '_given', sorted(pairs))   # keys set on the command line (not saved)
     return cfg
+
+
+def _check_output_dirs(cfg):
+    """An output folder that is a file (or lies under one) is refused before anything runs."""
+    for key in ('params_dir', 'results_dir', 'crafted_dir'):
+        if not isinstance(cfg.get(key), str):
+            continue
+        p = io.repo_path(cfg[key])
+        while not p.exists() and p != p.parent:
+            p = p.parent
+        if p.exists() and not p.is_dir():
+            raise ConfigError(f'--{key} {cfg[key]}: {io.rel(p)} is a file, not a folder; pass a '
+                              f'folder (it is created when missing) as --{key}')
 
 
 def _split_argv(argv, defaults, presets, description):
@@ -189,6 +358,7 @@ def _print_help(defaults, presets, description):
     print('options (default):')
     for k, v in defaults.items():
         print(f'  --{k} {v!r}')
+    print('  --debug  (show the traceback of an error; or CRAFTER_DEBUG=1)')
     print('presets: ' + ', '.join(f'{n}' for n in sorted(presets)))
     for n in sorted(presets):
         print(f'  {n}: ' + ', '.join(f'{k}={v!r}' for k, v in presets[n].items()))

@@ -1,7 +1,13 @@
-"""Atomic file output: write beside the target, then rename, so a crash never leaves half a file."""
+"""Atomic file output: write beside the target, then rename, so a crash never leaves half a file.
+
+The temporary name is `.<name>.<pid>.<random>.tmp` in the target's folder; a process killed
+mid-write leaves one behind, which `clean_orphans` removes on the next start (only when its
+process is gone, so two processes sharing a folder never delete each other's work).
+"""
 import os
 import shutil
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -30,7 +36,9 @@ def atomic_path(path):
     """Yield a temporary file name in the target's folder; rename it onto `path` on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
+    clean_orphans(path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.{os.getpid()}.', suffix='.tmp',
+                               dir=path.parent)
     os.close(fd)
     try:
         yield tmp
@@ -64,7 +72,9 @@ def atomic_dir(path, overwrite=False):
     if path.exists() and not overwrite:
         raise FileExistsError(f'{path} already exists; pass --overwrite true to replace it')
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent))
+    clean_orphans(path.parent)
+    tmp = Path(tempfile.mkdtemp(prefix=f'.{path.name}.{os.getpid()}.', suffix='.tmp',
+                                dir=path.parent))
     try:
         yield tmp
         if path.exists():
@@ -78,3 +88,69 @@ def atomic_dir(path, overwrite=False):
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+_CLEANED = set()       # folders already cleaned by this process
+LEGACY_AGE_S = 60      # a temporary file without a pid in its name is an orphan after this long
+
+
+def _pid_alive(pid):
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:        # exists, owned by someone else
+        return True
+    return True
+
+
+def orphan_owner(name):
+    """The pid in a temporary name `.<target>.<pid>.<random>.tmp`, or None (older names)."""
+    if not (name.startswith('.') and name.endswith('.tmp')):
+        return None
+    parts = name[:-len('.tmp')].rsplit('.', 2)
+    return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
+
+
+def clean_orphans(folder, force=False):
+    """Remove temporary files of atomic writes whose writer is gone; returns their names.
+
+    `.<name>.<pid>.<random>.tmp` (files and folders) whose pid is no longer running, and files of
+    the older `.<name>.<random>.tmp` form untouched for LEGACY_AGE_S seconds. Each folder is
+    scanned once per process unless force.
+    """
+    folder = Path(folder)
+    key = str(folder.resolve()) if folder.exists() else None
+    if key is None or (key in _CLEANED and not force):
+        return []
+    _CLEANED.add(key)
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    now = time.time()
+    for e in entries:
+        if not (e.name.startswith('.') and e.name.endswith('.tmp')):
+            continue
+        pid = orphan_owner(e.name)
+        try:
+            if pid is not None:
+                if _pid_alive(pid):
+                    continue
+            elif e.is_dir(follow_symlinks=False) or now - e.stat(follow_symlinks=False).st_mtime < LEGACY_AGE_S:
+                continue      # an older-style name: only old files, never folders
+            if e.is_dir(follow_symlinks=False):
+                shutil.rmtree(e.path, ignore_errors=True)
+            else:
+                os.remove(e.path)
+            removed.append(e.name)
+        except OSError:
+            pass              # gone already, or not ours to remove
+    if removed:
+        print(f'note: removed {len(removed)} unfinished temporary file(s) of an interrupted run '
+              f'in {rel(folder)}: ' + ', '.join(sorted(removed)[:3])
+              + (' ...' if len(removed) > 3 else ''), flush=True)
+    return removed

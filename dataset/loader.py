@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from common import io
 from dataset import layout
-from dataset.validate import DatasetError, check_structure, decode_image
+from dataset.validate import DatasetError, check_structure, decode_image, list_images  # noqa: F401
 
 _MEMO = {}   # (resolved dir, folder) -> (names, uint8 tensor); one decode per process
 
@@ -73,11 +73,9 @@ def data_path(data_dir):
 
 
 def load_meta(data_dir):
-    """Structural validation (fast) and dataset.json; stops with the validator's message."""
-    try:
-        return check_structure(data_path(data_dir))
-    except DatasetError as e:
-        raise SystemExit(f'error: {e}') from None
+    """Structural validation (fast) and dataset.json; a DatasetError (one line `error: ...`,
+    exit status 2 when uncaught) names the file and the fix."""
+    return check_structure(data_path(data_dir))
 
 
 def _read_csv(file):
@@ -124,7 +122,7 @@ def _folder_images(root, folder, img_size):
     key = (str(root), folder)
     if key in _MEMO:
         return _MEMO[key]
-    files = sorted(f for f in os.listdir(root / folder) if not f.startswith('.'))
+    files = list_images(root / folder)     # validate.py's listing: non-images are ignored
     sig = hashlib.sha1(str(img_size).encode())
     for f in files:
         st = os.stat(root / folder / f)

@@ -2,9 +2,11 @@
 
     python dataset/validate.py DIR [--deep true|false]
 
-Exit status 0 and a one-line summary when the folder is sound; otherwise status 1 and a message
-that names the file, the row (1-based line number of the CSV, header = line 1), what is wrong and
-how to fix it. The stage scripts' loader calls `check_structure` (fast: reads the CSVs, decodes no
+Exit status 0 and a one-line summary when the folder is sound (plus a note naming any file in
+public/ or private/ that is not an image: every stage ignores those); otherwise status 1 and a
+message that names the file, the row (1-based line number of the CSV, header = line 1), what is
+wrong and how to fix it. Identities are integers everywhere ('024' and '24' are one identity), as
+the loader reads them. The stage scripts' loader calls `check_structure` (fast: reads the CSVs, decodes no
 image) and uses `decode_image` for every image it reads; `--deep true` (the default here) also
 decodes every image once.
 
@@ -22,8 +24,11 @@ import os  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from common import io  # noqa: E402
+from common import config, io  # noqa: E402
 from dataset import layout  # noqa: E402
+
+# what the image folders may hold; anything else (notes.txt, Thumbs.db) is named and ignored
+IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.ppm', '.tif', '.tiff')
 
 PREPARERS = ('python dataset/make_synthetic.py --out {d}  (synthetic faces, no download) or '
              'python dataset/prepare_celeba.py --src CELEBA_DIR --out {d}  (real CelebA)')
@@ -34,8 +39,32 @@ REMAKE = {
 }
 
 
-class DatasetError(Exception):
-    """A prepared dataset folder is missing, malformed or inconsistent. The message says how to fix it."""
+class DatasetError(config.UserError):
+    """A prepared dataset folder is missing, malformed or inconsistent. The message says how to fix it.
+
+    A config.UserError: uncaught, a stage prints it as one line `error: ...` and exits with 2.
+    """
+    prefix = ''
+
+
+def is_image_name(name):
+    return not name.startswith('.') and name.lower().endswith(IMAGE_SUFFIXES)
+
+
+def list_images(folder):
+    """The image files of a folder, sorted: what the loader decodes and caches."""
+    return sorted(f for f in os.listdir(folder) if is_image_name(f))
+
+
+def stray_files(data_dir):
+    """Files in the image folders that are not images (ignored by the loader), as rel paths."""
+    out = []
+    for folder in sorted({s[2] for s in layout.SPLITS.values()}):
+        p = Path(data_dir) / folder
+        if p.is_dir():
+            out += [f'{io.rel(p)}/{f}' for f in sorted(os.listdir(p))
+                    if not f.startswith('.') and not is_image_name(f)]
+    return out
 
 
 def _remake(data_dir, meta=None):
@@ -103,7 +132,7 @@ def _check_rows(t, attr_names, data_dir, meta, files, folder):
                     + '; every attribute CSV must have the columns of dataset.json in that order')
         raise _err(t.path, 1, what, _remake(data_dir, meta))
     names = [r[0] for r in t.rows]
-    ok = len(t.line_of) == len(names) and not set(names) - files
+    ok = len(t.line_of) == len(names) and not set(names) - files and all(map(is_image_name, names))
     if ok and is_id:
         ok = set(map(len, t.rows)) <= {2}
         try:
@@ -133,6 +162,9 @@ def _check_rows(t, attr_names, data_dir, meta, files, folder):
         if name not in files:
             raise _err(t.path, n, f'image {name!r} does not exist in {io.rel(folder)}/',
                        _remake(data_dir, meta))
+        if not is_image_name(name):
+            raise _err(t.path, n, f'{name!r} is not an image file (expected one of '
+                       f'{", ".join(IMAGE_SUFFIXES)})', _remake(data_dir, meta))
         if is_id:
             try:
                 int(row[1])
@@ -149,6 +181,9 @@ def _check_rows(t, attr_names, data_dir, meta, files, folder):
 
 def _load_meta(data_dir):
     d = io.rel(data_dir)
+    if data_dir.exists() and not data_dir.is_dir():
+        raise DatasetError(f'{d}: is a file, not a dataset folder. Fix: pass the folder that holds '
+                           f'{layout.META} as --data_dir, or prepare one: ' + PREPARERS.format(d='DIR'))
     if not data_dir.is_dir():
         raise DatasetError(f'{d}: dataset folder does not exist. Fix: prepare it first: '
                            + PREPARERS.format(d=d) + ', or pass the right --data_dir')
@@ -222,26 +257,29 @@ def _check_structure(data_dir):
                        _remake(data_dir, meta))
         ids[split], att[split] = t, a
 
+    # identities are integers, as the loader reads them: '024' and '24' are the same person
     pub, pvt = ids['public'], ids['private']
     first_pvt = {}
     for r, n in zip(pvt.rows, pvt.lines):
-        first_pvt.setdefault(r[1], (r[0], n))
-    shared = {r[1] for r in pub.rows} & set(first_pvt)
+        first_pvt.setdefault(int(r[1]), (r[0], n, r[1]))
+    shared = {int(r[1]) for r in pub.rows} & set(first_pvt)
     if shared:
-        r, n = next((r, n) for r, n in zip(pub.rows, pub.lines) if r[1] in shared)
+        r, n = next((r, n) for r, n in zip(pub.rows, pub.lines) if int(r[1]) in shared)
+        _, pline, ptext = first_pvt[int(r[1])]
+        same = '' if ptext == r[1] else f', written {ptext!r} there; identities are compared as integers'
         raise _err(pub.path, n, f'identity {r[1]} (image {r[0]!r}) is also private (pvt_id.csv '
-                   f'line {first_pvt[r[1]][1]}; {len(shared)} identities are in both); public and '
+                   f'line {pline}{same}; {len(shared)} identities are in both); public and '
                    'private identities must not overlap', _remake(data_dir, meta))
 
     # eval_train / eval_test: a disjoint split of exactly the private rows, every identity in both
-    pvt_rows = {r[0]: r[1] for r in pvt.rows}
+    pvt_rows = {r[0]: int(r[1]) for r in pvt.rows}
     ev = {s: ids[s] for s in ('eval_train', 'eval_test')}
     for s, t in ev.items():
         for r, n in zip(t.rows, t.lines):
             if r[0] not in pvt_rows:
                 raise _err(t.path, n, f'image {r[0]!r} is not in pvt_id.csv; eval_train.csv and '
                            'eval_test.csv must split the private images', _remake(data_dir, meta))
-            if pvt_rows[r[0]] != r[1]:
+            if pvt_rows[r[0]] != int(r[1]):
                 raise _err(t.path, n, f'image {r[0]!r} has identity {r[1]} but pvt_id.csv line '
                            f'{pvt.line_of[r[0]]} gives {pvt_rows[r[0]]}', _remake(data_dir, meta))
     tr, te = ev['eval_train'], ev['eval_test']
@@ -256,10 +294,10 @@ def _check_structure(data_dir):
                    f'nor eval_test.csv ({len(lost)} such images); every private image must be in '
                    'one of them', _remake(data_dir, meta))
     for s, t in ev.items():
-        present = {r[1] for r in t.rows}
+        present = {int(r[1]) for r in t.rows}
         missing = [i for i in first_pvt if i not in present]
         if missing:
-            name, n = first_pvt[missing[0]]
+            name, n, _ = first_pvt[missing[0]]
             raise _err(pvt.path, n, f'identity {missing[0]} (image {name!r}) has no image in '
                        f'{layout.SPLITS[s][0]} ({len(missing)} such identities); every private '
                        'identity must be in both eval_train.csv and eval_test.csv',
@@ -350,6 +388,10 @@ def main(argv=None):
         print(f'error: {e}', file=sys.stderr)
         return 1
     print(summary(data_dir, meta) + ('' if args.deep == 'true' else ' (images not decoded)'))
+    strays = stray_files(data_dir)
+    if strays:
+        print(f'note: {len(strays)} file(s) in the image folders are not images and are ignored by '
+              'every stage: ' + ', '.join(strays[:5]) + (' ...' if len(strays) > 5 else ''))
     return 0
 
 

@@ -73,3 +73,32 @@ def test_help_lists_options_and_presets(capsys):
 def test_command_hint_carries_preset_and_dirs():
     cfg = config.parse(HP, PRESETS, ['--preset', 'demo', '--params_dir', 'elsewhere'])
     assert cfg.overrides_for_command() == '--preset demo --params_dir elsewhere'
+
+
+@pytest.mark.parametrize('rule, good, bad', [
+    ('>=1', [1, 5], [0, -2]),
+    ('>=0', [0, 3], [-1]),
+    ('>0', [1e-9, 2.0], [0.0, -1.0, float('nan')]),
+    ('[0,1)', [0.0, 0.99], [1.0, -0.1]),
+    ('(0,1)', [0.5], [0.0, 1.0]),
+    ('[0,1]', [0.0, 1.0], [1.01]),
+    ('>=0 or -1', [-1.0, 0.0, 4.0], [-0.5, -2.0]),
+    ([18, 34], [18, 34], [19]),
+])
+def test_range_rules(rule, good, bad):
+    for v in good:
+        assert config.check_range('k', v, rule) is None, (rule, v)
+    for v in bad:
+        assert config.check_range('k', v, rule), (rule, v)
+
+
+def test_user_errors_exit_2_and_keep_their_message():
+    e = config.ConfigError('--epochs 0: expected at least 1')
+    assert str(e) == 'error: --epochs 0: expected at least 1'
+    assert e.code == 2 and str(e.code) == str(e) and isinstance(e, SystemExit)
+
+
+def test_debug_flag_is_taken_off_the_command_line(monkeypatch):
+    monkeypatch.delenv('CRAFTER_DEBUG', raising=False)
+    cfg = config.parse(HP, PRESETS, ['--debug', '--epochs', '3'])
+    assert cfg.epochs == 3 and 'debug' not in cfg and config.debug_on()

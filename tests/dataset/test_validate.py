@@ -142,6 +142,41 @@ def test_identity_public_and_private(ds):
     refuses(ds, 'pub_id.csv, line 6', f'identity {pid}', 'also private', 'must not overlap')
 
 
+def test_identities_are_integers_as_the_loader_reads_them(ds):
+    """'024' and '24' are one identity: a zero-padded public copy of a private id overlaps, and
+    an eval row spelling its private identity with a leading zero is consistent."""
+    from dataset import loader
+    pid = lines(ds, 'pvt_id.csv')[1].split(',')[1]
+    name, epid = lines(ds, 'eval_train.csv')[2].split(',')
+    edit(ds, 'eval_train.csv', 3, f'{name},00{epid}')
+    validate.check_structure(ds)                          # the same identity, written otherwise
+    train = loader.load(ds, 'eval_train', 'cpu')
+    assert train.ids[1].item() == int(epid)
+    pub = lines(ds, 'pub_id.csv')[5].split(',')[0]
+    edit(ds, 'pub_id.csv', 6, f'{pub},0{pid}')
+    refuses(ds, 'pub_id.csv, line 6', f'identity 0{pid}', 'also private', f"written '{pid}' there",
+            'compared as integers')
+
+
+def test_stray_files_are_named_not_fatal(ds, capsys):
+    """A file that is not an image in public/ or private/ is named by the CLI and ignored."""
+    (ds / 'private' / 'notes.txt').write_text('x')
+    (ds / 'public' / 'Thumbs.db').write_bytes(b'x')
+    assert validate.stray_files(ds) == [f'{validate.io.rel(ds)}/private/notes.txt',
+                                        f'{validate.io.rel(ds)}/public/Thumbs.db']
+    assert validate.main([str(ds)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith('OK ') and 'note: 2 file(s)' in out and 'notes.txt' in out
+    assert 'notes.txt' not in validate.list_images(ds / 'private')
+
+
+def test_dataset_errors_exit_2_as_one_line(tmp_path):
+    """Uncaught, a DatasetError is a one-line user error with status 2 (config.UserError)."""
+    with pytest.raises(DatasetError) as e:
+        validate.check_structure(tmp_path / 'nope')
+    assert e.value.code == 2 and str(e.value.code) == str(e.value)
+
+
 def test_empty_split(ds):
     for name in ('eval_test.csv', 'eval_test_attri.csv'):
         write(ds, name, lines(ds, name)[:1])
