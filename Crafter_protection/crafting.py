@@ -7,6 +7,8 @@ Outputs of a run, under <crafted_dir>/<run tag>/<protection>/ (e.g. Crafter_resu
     features_<split>.pt          every finished batch, in split order (what attacks read)
     report_<split>.json          per-batch eps-PII, L_u, times, passes; their means
     grid_<split>.png             originals / raw reconstruction / reconstruction of crafted F
+eps-PII (and the grid) come from the attacker's side: the amortized white-box attack on the
+released F (attacker_view), the same for every protection and for the raw features.
     curves_<split>.png           privacy and utility per outer step (first batch)
 A rerun skips finished batches; each file is written atomically, so an interruption loses at
 most the batch in progress.
@@ -22,7 +24,7 @@ import torch
 from common import ckpt, io, plots, runtime, wgan
 from Crafter_protection.models import Critic
 from dataset import loader
-from WhiteBoxAttack.attacker import inversion_loss, invert
+from WhiteBoxAttack import attacker
 
 # settings that change what a run computes; a rerun into the same folder must keep them
 RESULT_KEYS = ('beta', 'outer_steps', 'batch_size', 'lr', 'critic_lr', 'n_critic', 'critic_batch',
@@ -88,7 +90,25 @@ def eps_pii(recon, prior, cfg, device, seed, steps=None):
 
 def inner_loss(Enc, G):
     """L_inv summed over the batch (each image's term independent), as the attacker's."""
-    return lambda z, F: inversion_loss(Enc, G, z, F).sum()
+    return lambda z, F: attacker.inversion_loss(Enc, G, z, F).sum()
+
+
+def attack_steps(cfg):
+    """Iterations of the amortized white-box attack at cfg's preset (the attack's own setting)."""
+    return cfg.get('attack_steps') or attacker.PRESETS.get(cfg.get('preset') or '', {}).get(
+        'amor_steps', attacker.HP['amor_steps'])
+
+
+def attacker_view(Enc, G, Amor, F, cfg):
+    """What an attacker who knows only the released F reconstructs: the amortized white-box
+    attack (start at Amor(F), the attack's own steps, lr and momentum), the same for every
+    protection and for raw features. Nothing the crafter knows (its z_star, a secret z) is used."""
+    with torch.no_grad():
+        z0 = Amor(F)
+    z, _ = attacker.invert(Enc, G, F.detach(), z0, attack_steps(cfg), attacker.HP['lr'],
+                           attacker.HP['momentum'])
+    with torch.no_grad():
+        return G(z)
 
 
 def run_dir(cfg, protection):
@@ -140,6 +160,9 @@ def run(cfg, protection, craft_batch, title):
                    encg_passes_per_step=round(m.Enc.passes / max(1, cfg.outer_steps), 2))
         with torch.no_grad():
             prior = G(torch.randn(len(b), G.latent_dim, generator=gen).to(device))
+        # eps-PII from the attacker's side: the same amortized attack on crafted and raw features
+        res['recon'] = attacker_view(Enc, G, Amor, res['F'], cfg)
+        res['recon_raw'] = attacker_view(Enc, G, Amor, f0, cfg)
         log['eps_pii'] = eps_pii(res['recon'], prior, cfg, device, seed)
         log['eps_pii_raw'] = eps_pii(res['recon_raw'], prior, cfg, device, seed)
         print(f"batch {k}: eps-PII {log['eps_pii_raw']:.4g} -> {log['eps_pii']:.4g}, "

@@ -5,7 +5,8 @@ fresh critic (prior faces G(z_r) as in Crafter), keeping the feature close:
     L = -mean D(G(z)) + beta * ||Enc(G(z)) - f0||^2 / d,
 then release F = Enc(G(z)). Faster than Crafter (no bilevel problem) but weaker: the latent
 learning rate sets its trade-off more than beta does (paper, Table XIV).
-Same outputs and resumability as featureCrafter.py (see Crafter_protection/crafting.py).
+Same outputs and resumability as featureCrafter.py (see Crafter_protection/crafting.py); its
+eps-PII comes from the same attacker as Crafter's, who starts at Amor(F), not at the secret z.
 
     python Crafter_protection/zCrafter.py --preset demo --beta 1
 """
@@ -46,8 +47,6 @@ def craft_batch(x, f0, m, cfg, gen):
         prior = G(torch.randn(len(x), G.latent_dim, generator=gen).to(x.device))
         z0 = m.Amor(f0)
     z_raw, _ = invert(Enc, G, f0, z0, cfg.first_inner_steps, cfg.inner_lr, cfg.inner_momentum)
-    with torch.no_grad():
-        recon_raw = G(z_raw)
     z = z_raw.clone().requires_grad_(True)
     opt = torch.optim.Adam([z], lr=cfg.lr)
     hist = {'eps_running': [], 'L_p': [], 'L_u': []}
@@ -68,14 +67,11 @@ def craft_batch(x, f0, m, cfg, gen):
             hist[k].append(v)
     with torch.no_grad():
         F = Enc(G(z))
-    # the attacker's view of the released F: its inversion, warm from the crafted z
-    z_star, _ = invert(Enc, G, F, z.detach(), cfg.inner_steps, cfg.inner_lr, cfg.inner_momentum)
-    with torch.no_grad():
-        recon = G(z_star)
         L_u = (F - f0).pow(2).flatten(1).mean(1).mean().item()
     log = {'L_u': L_u, 'eps_running_last': hist['eps_running'][-1] if hist['eps_running'] else None,
            'history': hist}
-    return {'F': F, 'z_star': z_star, 'recon': recon, 'recon_raw': recon_raw, 'log': log}
+    # the secret z stays here: the attacker (crafting.run) starts from Amor(F), as for Crafter
+    return {'F': F, 'z_star': z.detach(), 'log': log}
 
 
 def main(argv=None):

@@ -1,16 +1,19 @@
 """Crafting speed at equal protection: the paper's solver against ours, side by side.
 
-In one process, for each seed, crafts the same batch of eval_test images with the same number of
-outer steps twice:
+In one process, for each seed, crafts the same batch of eval_test images twice, each for the
+largest of `horizons` outer steps, and scores F at every horizon (12 and 100 by default: at 12
+the one-off first inner solve weighs more):
   reference  the paper's settings: the inner problem restarted at Amor(F) for 80 steps every outer
              step, H^-1 v by the Neumann series (alpha 0.001, 120 terms);
   ours       the defaults featureCrafter.py ships: warm-started inner solve (a few steps from the
              previous z_star), damped conjugate gradient with a few Hessian-vector products.
 Everything else (critic, beta, learning rate, prior faces, batch) is identical. Printed for each
-and as reference/ours: wall time per outer step and per batch, Enc(G) passes and Hessian-vector
-products per outer step, peak memory, and the quality at the end: eps-PII, L_u, and the oracle's
-top-1 on amortized white-box reconstructions of the crafted features. With several seeds it
-prints the median and the range. Writes results/<run>/benchmark_crafting.json.
+horizon, for each solver and as reference/ours: wall time per batch (up to that horizon) and per
+outer step, Enc(G) passes and Hessian-vector products per outer step, peak memory, L_u, and the
+quality from the attacker's side: eps-PII and the oracle's top-1 of the amortized white-box attack
+on F alone (crafting.attacker_view: Amor(F) plus the attack's steps, nothing the crafter knows),
+with the raw features' values for scale. With several seeds it prints the median and the range.
+Writes results/<run>/benchmark_crafting.json.
 
     python benchmarks/crafting.py --preset demo --seeds 0,1,2
 """
@@ -38,17 +41,17 @@ from WhiteBoxAttack import attacker  # noqa: E402
 HP = dict(
     featureCrafter.HP,   # the crafter's settings ("ours" = its defaults)
     seeds='0',           # comma-separated seeds; each crafts the batch twice
+    horizons='12,100',   # outer steps at which F is scored (one run to the largest per solver)
     eval_amor_steps=attacker.HP['amor_steps'],   # the amortized attack scoring the result
     out='',
 )
-HP.update(outer_steps=450, batch_size=128)
+HP.update(batch_size=128)
 # the crafter's own preset (beta, feature step, critic), on one batch for a few outer steps
 PRESETS = {
-    'tiny': {**featureCrafter.PRESETS['tiny'], **dict(outer_steps=2, batch_size=8, eps_steps=5,
+    'tiny': {**featureCrafter.PRESETS['tiny'], **dict(horizons='1,2', batch_size=8, eps_steps=5,
                                                       eval_amor_steps=3, neumann_terms=120)},
-    'demo': {**featureCrafter.PRESETS['demo'], **dict(outer_steps=12, batch_size=64,
-                                                      eval_amor_steps=40)},
-    'celeba-cpu': {**featureCrafter.PRESETS['celeba-cpu'], **dict(outer_steps=12, batch_size=64,
+    'demo': {**featureCrafter.PRESETS['demo'], **dict(batch_size=16, eval_amor_steps=40)},
+    'celeba-cpu': {**featureCrafter.PRESETS['celeba-cpu'], **dict(batch_size=16,
                                                                   eval_amor_steps=60)},
 }
 # -----------------------------------------------------------------------------------------
@@ -87,29 +90,38 @@ class PeakRSS:
             self.mib = max(0, self.peak - self.base) / 2 ** 20
 
 
-def craft_once(cfg, variant, x, f0, m, seed, device):
-    run = config.Config({**cfg, **(featureCrafter.REFERENCE if variant == 'reference' else {})})
+def craft_once(cfg, variant, x, f0, m, seed, device, horizons):
+    """Crafts to max(horizons) outer steps; returns ({horizon: F}, {horizon: cost row})."""
+    run = config.Config({**cfg, **(featureCrafter.REFERENCE if variant == 'reference' else {}),
+                         'outer_steps': max(horizons)})
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     m.Enc.passes = 0
+    snaps, rows = {}, {}
     with PeakRSS(device) as mem:
         t0 = time.time()
-        res = featureCrafter.craft_batch(x, f0, m, run, gen)
-        wall = time.time() - t0
+
+        def on_step(step, F):
+            if step in horizons:
+                wall = time.time() - t0
+                snaps[step] = F.clone()
+                rows[step] = {'wall_s_per_batch': wall, 'wall_s_per_outer_step': wall / step,
+                              'encg_passes_per_step': m.Enc.passes / step,
+                              'L_u': (F - f0).pow(2).flatten(1).mean(1).mean().item()}
+        res = featureCrafter.craft_batch(x, f0, m, run, gen, on_step)
     if res is None:
         raise SystemExit(f'{variant}: crafting diverged')
-    return res, {'wall_s_per_batch': wall, 'wall_s_per_outer_step': wall / run.outer_steps,
-                 'encg_passes_per_step': m.Enc.passes / run.outer_steps,
-                 'hvp_per_step': res['log']['hvp_per_step'], 'peak_mem_mib': mem.mib,
-                 'L_u': res['log']['L_u']}
+    for r in rows.values():
+        r.update(hvp_per_step=res['log']['hvp_per_step'], peak_mem_mib=mem.mib)
+    return snaps, rows
 
 
-def quality(res, x, labels, m, oracle, cfg, device, seed):
-    """The attacker's view of the crafted features: amortized white-box, scored by the oracle."""
-    eval_cfg = config.Config(amor_steps=cfg.eval_amor_steps, lr=attacker.HP['lr'],
-                             momentum=attacker.HP['momentum'], prior_weight=0.0, restarts=1)
+def quality(F, x, labels, m, oracle, cfg, device, seed):
+    """The attacker's view of released features F: amortized white-box from Amor(F), scored by
+    the oracle, and eps-PII of those reconstructions against prior faces."""
     torch.manual_seed(seed)
-    recon = attacker.whitebox(m.Enc, m.G, res['F'], eval_cfg, m.Amor, amortized=True)[0]
+    attack = config.Config({**cfg, 'attack_steps': cfg.eval_amor_steps})
+    recon = crafting.attacker_view(m.Enc.Enc, m.G, m.Amor, F, attack)
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         prior = m.G(torch.randn(len(recon), m.G.latent_dim, generator=gen).to(device))
@@ -130,18 +142,26 @@ def main(argv=None):
     with torch.no_grad():
         f0 = Enc(x)
     seeds = [int(s) for s in cfg.seeds.split(',') if s.strip()]
-    rows = {'reference': [], 'ours': []}
+    horizons = sorted(int(h) for h in cfg.horizons.split(',') if h.strip())
+    rows = {h: {'reference': [], 'ours': []} for h in horizons}
+    raw = {}
     for seed in seeds:
+        raw[seed] = quality(f0, x, test.labels, m, oracle, cfg, device, seed)
+        print(f'seed {seed}, raw features: ' + ', '.join(f'{k}={v:.4g}' for k, v in raw[seed].items()))
         for variant in ('reference', 'ours'):
-            print(f'seed {seed}, {variant}: crafting {len(x)} images for {cfg.outer_steps} outer steps', flush=True)
-            res, r = craft_once(cfg, variant, x, f0, m, seed, device)
-            r.update(quality(res, x, test.labels, m, oracle, cfg, device, seed))
-            rows[variant].append(r)
-            print(f'  {variant}: ' + ', '.join(f'{k}={v:.4g}' for k, v in r.items()), flush=True)
-    table = summarize(rows)
-    print_table(table, seeds, cfg, len(x))
+            print(f'seed {seed}, {variant}: crafting {len(x)} images for {max(horizons)} outer steps', flush=True)
+            snaps, costs = craft_once(cfg, variant, x, f0, m, seed, device, horizons)
+            for h in horizons:
+                r = dict(costs[h], **quality(snaps[h], x, test.labels, m, oracle, cfg, device, seed))
+                rows[h][variant].append(r)
+                print(f'  {variant} @ {h}: ' + ', '.join(f'{k}={v:.4g}' for k, v in r.items()), flush=True)
+    table = {h: summarize(rows[h]) for h in horizons}
+    for h in horizons:
+        print_table(table[h], seeds, h, len(x))
+    print('raw features (attacker side): ' + ', '.join(
+        f'{k}={statistics.median(r[k] for r in raw.values()):.4g}' for k in raw[seeds[0]]))
     out = Path(cfg.out) if cfg.out else io.repo_path(cfg.results_dir) / runtime.run_tag(cfg)
-    report = {'seeds': seeds, 'n_images': len(x), 'outer_steps': cfg.outer_steps,
+    report = {'seeds': seeds, 'n_images': len(x), 'horizons': horizons, 'raw': raw,
               'reference_settings': featureCrafter.REFERENCE,
               'ours_settings': {k: cfg[k] for k in featureCrafter.REFERENCE},
               'runs': rows, 'summary': table, 'device': str(device),
@@ -163,8 +183,8 @@ def summarize(rows):
     return table
 
 
-def print_table(table, seeds, cfg, n):
-    print(f'\ncrafting benchmark: {n} images, {cfg.outer_steps} outer steps, seeds {seeds} '
+def print_table(table, seeds, steps, n):
+    print(f'\ncrafting benchmark: {n} images, {steps} outer steps, seeds {seeds} '
           '(median [min, max])')
     print(f"{'':<24}{'reference':>30}{'ours':>30}{'ref/ours':>10}")
     for key, t in table.items():

@@ -1,13 +1,13 @@
-"""Crafter (Algorithm 1) and z-Crafter at the tiny preset: outputs, resumability, and that an
-outer step moves the features the way the privacy objective asks."""
+"""Crafter (Algorithm 1) and z-Crafter at the tiny preset: outputs, resumability, refused reruns,
+diverged batches. That Crafter protects (and its hypergradient) is tested in test_protection.py
+on a world where the truth is known: the tiny GAN is too small to tell faces apart."""
 import json
 
 import torch
 
-from common import ckpt, config
-from Crafter_protection import crafting, featureCrafter, implicit, zCrafter
+from common import ckpt
+from Crafter_protection import crafting, featureCrafter, zCrafter
 from dataset import loader
-from WhiteBoxAttack.attacker import invert
 
 
 def test_crafter_writes_features_and_resumes(tiny, capsys):
@@ -63,42 +63,3 @@ def test_zcrafter_releases_features_of_generated_images(tiny):
     assert summary['batches'] >= 1
     feats = ckpt.load_features(crafting.run_dir(tiny.cfg(), 'zcrafter_beta1') / 'features_eval_test.pt')
     assert torch.isfinite(feats['features']).all()
-
-
-def test_one_outer_step_lowers_the_outer_loss(tiny):
-    """One step along the implicit hypergradient lowers L = L_p + beta L_u, where L_p is a fixed
-    critic's -mean D(G(z*(F))) and z*(F) is re-solved after the step; averaged over 3 seeds."""
-    tiny.ensure('amor')
-    meta = loader.load_meta(tiny.data_dir)
-    cfg = config.Config({**featureCrafter.HP, **featureCrafter.PRESETS['tiny'], 'critic_width': 8})
-    Enc, G, _, Amor = ckpt.load_attacker(tiny.cfg(), meta, 'cpu')
-    x = loader.load(tiny.data_dir, 'eval_test', 'cpu', meta).x()[:8]
-    beta, inner = 0.1, 150
-    drops = []
-    for seed in range(3):
-        torch.manual_seed(seed)
-        gen = torch.Generator().manual_seed(seed)
-        with torch.no_grad():
-            f0 = Enc(x)
-            prior = G(torch.randn(len(x), G.latent_dim, generator=gen))
-        z0, _ = invert(Enc, G, f0, Amor(f0).detach(), inner)
-        critic = crafting.PrivacyCritic(meta['img_size'], config.Config({**cfg, 'n_critic': 20}), 'cpu', gen)
-        critic.update(G(z0).detach(), prior)
-        for p in critic.D.parameters():
-            p.requires_grad_(False)
-
-        def outer(F, z_start):
-            z, _ = invert(Enc, G, F, z_start, inner)
-            with torch.no_grad():
-                return (critic.privacy_loss(G(z)) + beta * (F - f0).pow(2).flatten(1).mean(1).mean()).item(), z
-
-        F = f0 + 0.05 * torch.randn(f0.shape, generator=gen)
-        L0, z = outer(F, z0)
-        z = z.requires_grad_(True)
-        dL_dz, = torch.autograd.grad(critic.privacy_loss(G(z)), z)
-        dL_dF = 2 * beta * (F - f0) / f0[0].numel() / len(F)
-        g, _ = implicit.hypergradient(crafting.inner_loss(Enc, G), z, F, dL_dz, dL_dF, 'cg',
-                                      cg_iters=G.latent_dim, cg_damping=0.0)
-        L1, _ = outer(F - 0.02 * g / g.abs().max(), z.detach())
-        drops.append(L0 - L1)
-    assert sum(drops) / len(drops) > 0, drops
