@@ -22,6 +22,7 @@ ARGS     = --preset $(PRESET) --data_dir $(DATA) --params_dir $(P) --results_dir
 # NOISE: the one that also gets public queries, eval_train features and the adaptive attacks
 # (chosen near Crafter's recommended-beta AUC: demo noise sigma 3 had 0.762 vs Crafter 0.769);
 # A2_WIDTH: width of the independent prior gan_a2.pt (paper A2; another seed and width than gan.pt).
+# LAMS: AdvLearn trade-off points (Baselines/advLearning.py --lam); each gets every attack.
 ifeq ($(PRESET),celeba-cpu)
 DATA    ?= dataset/celeba32
 PREPARE := dataset/prepare_celeba.py --preset celeba-cpu --src $(SRC)
@@ -32,6 +33,7 @@ TRAIN   ?= --n_per_id 4
 NOISE_SIGMAS ?= 1.5 2.5 3 4
 NOISE   ?= 3
 A2_WIDTH ?= 24
+LAMS    ?= 0.5 0.9 0.97
 else ifeq ($(PRESET),tiny)
 DATA    ?= dataset/tiny
 PREPARE := dataset/make_synthetic.py --preset tiny
@@ -42,6 +44,7 @@ TRAIN   ?= --n_per_id 2
 NOISE_SIGMAS ?= 3
 NOISE   ?= 3
 A2_WIDTH ?= 12
+LAMS    ?= 0.9
 else
 DATA    ?= dataset/synthetic32
 PREPARE := dataset/make_synthetic.py --preset demo
@@ -51,7 +54,8 @@ NPUB    ?= 128
 TRAIN   ?= --n_per_id 3
 NOISE_SIGMAS ?= 3
 NOISE   ?= 3
-A2_WIDTH ?= 24
+A2_WIDTH ?= 12
+LAMS    ?= 0.9
 endif
 ZBETA   ?= 1
 # every protection here gets the adaptive attacks (steps 11-12) and adaptive Feature2ID (7c)
@@ -139,6 +143,10 @@ $(P)/.done_noise_%_public: $(P)/.done_enc
 	$(PY) $(NOISE_PY) --sigma $* --split public --n_per_id 1 --n_images $(NPUB) && touch $@
 $(P)/.done_noise_%_eval_train: $(P)/.done_enc
 	$(PY) $(NOISE_PY) --sigma $* --split eval_train $(TRAIN) && touch $@
+# AdvLearn (Baselines/advLearning.py): its own Enc_lambda and f_lambda, released features of
+# eval_test, eval_train and the public queries
+$(P)/.done_advlearn_%: $(P)/.done_enc
+	$(PY) Baselines/advLearning.py $(ARGS) --lam $* --n_queries $(NPUB) && touch $@
 $(P)/.done_training_scenario: $(P)/.done_crafter_$(BETA)_eval_train $(P)/.done_crafter_$(BETA)_eval_test
 	$(PY) Crafter_protection/trainClassifier.py $(ARGS) --protection crafter_beta$(BETA) && touch $@
 
@@ -154,7 +162,14 @@ TRAINF_zcrafter_beta$(ZBETA) := $(P)/.done_zcrafter_$(ZBETA)_eval_train
 # (every noise sigma: its eval_train release costs seconds, and without adaptive Feature2ID the
 # sweep's worst case would miss the strongest attack on noise)
 $(foreach s,$(NOISE_SIGMAS) $(NOISE),$(eval TRAINF_noise_s$(s) := $(P)/.done_noise_$(s)_eval_train))
+$(foreach l,$(LAMS),$(eval TRAINF_advlearn_lambda$(l) := $(P)/.done_advlearn_$(l)))
 .SECONDEXPANSION:
+# AdvLearn changes the encoder: the white-box attacker gets an amortizer for Enc_lambda and the
+# adaptive black-box attacker a fresh decoder on (Enc_lambda(x_pub), x_pub) (the paper's 46 %)
+$(P)/.done_attacks_advlearn_%: $(P)/.done_advlearn_% $(P)/.done_gan $(P)/.done_eval
+	$(PY) WhiteBoxAttack/trainAmor.py $(ARGS) --enc advlearn_lambda$*.pt --name amor_advlearn_lambda$*.pt
+	$(PY) BlackBoxAttack/trainDecoder.py $(ARGS) --enc advlearn_lambda$*.pt --name dec_adaptive_advlearn_lambda$*.pkl
+	$(PY) WhiteBoxAttack/adaptiveUpdateG.py $(ARGS) --protection advlearn_lambda$* --n_images $(NPUB) && touch $@
 $(P)/.done_adaptive_%: $(P)/.done_amor $(P)/.done_dec $$(QUERIES_$$*)
 	$(PY) WhiteBoxAttack/adaptiveUpdateG.py $(ARGS) --protection $* --n_images $(NPUB)
 	$(PY) BlackBoxAttack/adaptiveTrainDecoder.py $(ARGS) --protection $* --n_images $(NPUB) && touch $@
@@ -165,7 +180,9 @@ PROTECTIONS := $(foreach b,$(BETAS),$(P)/.done_crafter_$(b)_eval_test) \
                $(P)/.done_zcrafter_$(ZBETA)_eval_test $(P)/.done_training_scenario \
                $(foreach s,$(NOISE_SIGMAS),$(P)/.done_noise_$(s)_eval_test \
                                            $(P)/.done_f2id_adaptive_noise_s$(s)) \
-               $(foreach p,$(PROTECT),$(P)/.done_adaptive_$(p) $(P)/.done_f2id_adaptive_$(p))
+               $(foreach p,$(PROTECT),$(P)/.done_adaptive_$(p) $(P)/.done_f2id_adaptive_$(p)) \
+               $(foreach l,$(LAMS),$(P)/.done_attacks_advlearn_$(l) \
+                                   $(P)/.done_f2id_adaptive_advlearn_lambda$(l))
 protections: stages $(PROTECTIONS)
 
 # ---- step 13: the report (always rerun: it reads whatever is there) ---------------------------
