@@ -1,5 +1,6 @@
 # Quick start:  make demo  (the whole pipeline on built-in synthetic faces)  |  make test
 # Any preset:   make pipeline PRESET=celeba-cpu [SRC=../shared/data/celeba64]
+# Paper scale:  make pipeline PRESET=paper SRC=<CelebA folder> [N_PRIVATE=1000]  (GPU; placeholder)
 # A stage is redone only when its stamp (params/<preset>/.done_<stage>) is missing; training
 # stages run with --resume, so an interrupted one continues where its checkpoint stopped.
 
@@ -7,7 +8,7 @@ PY      ?= .venv/bin/python
 VENV    := .venv/.installed
 PRESET  ?= demo
 SRC     ?= ../shared/data/celeba64
-P       ?= params/$(PRESET)
+P       ?= params/$(PRESET)$(P_SUFFIX)
 RESULTS ?= results
 CRAFTED ?= Crafter_result
 ARGS     = --preset $(PRESET) --data_dir $(DATA) --params_dir $(P) --results_dir $(RESULTS) \
@@ -24,8 +25,6 @@ ARGS     = --preset $(PRESET) --data_dir $(DATA) --params_dir $(P) --results_dir
 # A2_WIDTH: width of the independent prior gan_a2.pt (paper A2; another seed and width than gan.pt).
 # LAMS: AdvLearn trade-off points (Baselines/advLearning.py --lam); each gets every attack.
 ifeq ($(PRESET),celeba-cpu)
-DATA    ?= dataset/celeba32
-PREPARE := dataset/prepare_celeba.py --preset celeba-cpu --src $(SRC)
 BETAS   ?= 0.003 0.01 0.03
 BETA    ?= 0.01
 NPUB    ?= 256
@@ -35,8 +34,6 @@ NOISE   ?= 3
 A2_WIDTH ?= 24
 LAMS    ?= 0.5 0.9 0.97
 else ifeq ($(PRESET),tiny)
-DATA    ?= dataset/tiny
-PREPARE := dataset/make_synthetic.py --preset tiny
 BETAS   ?= 0.01 1
 BETA    ?= 0.01
 NPUB    ?= 16
@@ -45,9 +42,17 @@ NOISE_SIGMAS ?= 3
 NOISE   ?= 3
 A2_WIDTH ?= 12
 LAMS    ?= 0.9
+else ifeq ($(PRESET),paper)
+# placeholder (H7): the paper's betas (0.5, 1, 2, 10) and query sizes; untested at this scale
+BETAS   ?= 0.5 1 2 10
+BETA    ?= 1
+NPUB    ?= 1000
+TRAIN   ?= --n_per_id 4
+NOISE_SIGMAS ?= 3
+NOISE   ?= 3
+A2_WIDTH ?= 48
+LAMS    ?= 0.9
 else
-DATA    ?= dataset/synthetic32
-PREPARE := dataset/make_synthetic.py --preset demo
 BETAS   ?= 0.01 1
 BETA    ?= 0.01
 NPUB    ?= 128
@@ -58,6 +63,26 @@ A2_WIDTH ?= 12
 LAMS    ?= 0.9
 endif
 ZBETA   ?= 1
+
+# The data branch follows the data source, not the preset name: SRC given on the command line,
+# or a celeba-* / paper preset, prepares real CelebA from SRC (dataset/prepare_celeba.py; its
+# own preset where it has one, N_PRIVATE private identities if given); otherwise the built-in
+# synthetic faces. A preset run on CelebA that is not a CelebA preset gets its own params folder.
+ifeq ($(origin SRC),command line)
+DATA_SOURCE := celeba
+else ifneq ($(filter celeba-% paper,$(PRESET)),)
+DATA_SOURCE := celeba
+else
+DATA_SOURCE := synthetic
+endif
+ifeq ($(DATA_SOURCE),celeba)
+DATA    ?= $(if $(filter celeba-cpu,$(PRESET)),dataset/celeba32,$(if $(filter paper,$(PRESET)),dataset/celeba64,dataset/celeba_$(PRESET)))
+PREPARE := dataset/prepare_celeba.py --src $(SRC) $(addprefix --preset ,$(filter tiny celeba-cpu,$(PRESET))) $(if $(N_PRIVATE),--n_private $(N_PRIVATE))
+P_SUFFIX := $(if $(filter celeba-% paper,$(PRESET)),,-celeba)
+else
+DATA    ?= $(if $(filter tiny,$(PRESET)),dataset/tiny,dataset/synthetic32)
+PREPARE := dataset/make_synthetic.py --preset $(if $(filter tiny,$(PRESET)),tiny,demo)
+endif
 # every protection here gets the adaptive attacks (steps 11-12) and adaptive Feature2ID (7c)
 PROTECT := none crafter_beta$(BETA) zcrafter_beta$(ZBETA) noise_s$(NOISE)
 
@@ -174,7 +199,7 @@ $(P)/.done_adaptive_%: $(P)/.done_amor $(P)/.done_dec $$(QUERIES_$$*)
 	$(PY) WhiteBoxAttack/adaptiveUpdateG.py $(ARGS) --protection $* --n_images $(NPUB)
 	$(PY) BlackBoxAttack/adaptiveTrainDecoder.py $(ARGS) --protection $* --n_images $(NPUB) && touch $@
 $(P)/.done_f2id_adaptive_%: $(P)/.done_f2id $$(TRAINF_$$*)
-	$(PY) Feature2ID/f2id_adaptive.py $(ARGS) --protection $* && touch $@
+	$(PY) Feature2ID/f2id_adaptive.py $(ARGS) --protection $* $(TRAIN) && touch $@
 
 PROTECTIONS := $(foreach b,$(BETAS),$(P)/.done_crafter_$(b)_eval_test) \
                $(P)/.done_zcrafter_$(ZBETA)_eval_test $(P)/.done_training_scenario \

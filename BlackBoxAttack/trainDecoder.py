@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 import metrics  # noqa: E402
-from common import ckpt, config, io, plots, runtime  # noqa: E402
+from common import ckpt, config, dist, io, plots, runtime  # noqa: E402
 from common.train import encode, fit  # noqa: E402
 from Crafter_protection.models import Decoder  # noqa: E402
 from dataset import loader  # noqa: E402
@@ -69,7 +69,7 @@ def main(argv=None):
     meta = loader.load_meta(cfg.data_dir)
     target = ckpt.load_target(cfg, meta, device, cfg.enc)
     pub = loader.load(cfg.data_dir, 'public', device, meta)
-    feats = encode(target.Enc, pub, device)
+    feats = encode(target.Enc, pub, device, out='cpu')   # (H7) on the CPU; fit moves batches
     Dec = Decoder(target.feat_shape, meta['img_size'], cfg.width).to(device)
     opt = torch.optim.Adam(Dec.parameters(), lr=cfg.lr)
     start, hist = ckpt.resume(cfg, cfg.name, 'dec', meta, {'Dec': Dec}, {'opt': opt})
@@ -87,11 +87,13 @@ def main(argv=None):
     sub = 'attack_raw' if cfg.name == HP['name'] else f'attack_raw_{stem}'   # another decoder's grid
     out_dir = io.repo_path(cfg.results_dir) / runtime.run_tag(cfg) / sub
     res = score_raw(cfg, meta, target.Enc, Dec, device, out_dir)
-    ckpt.save(out_file, kind='dec', models={'Dec': Dec}, cfg=cfg, meta=meta,
-              metrics={'train_mse': hist['mse'][-1] if hist.get('mse') else None, **res})
-    plots.save_curves({'train MSE': hist['mse']}, out_file.with_name(f'{stem}_loss.png'), 'decoder',
-                      xlabel='epoch')
-    cfg.save(out_file.with_name(f'{stem}_config.json'))
+    if dist.is_main():          # (H7, scale-out) under torchrun rank 0 writes, the others wait
+        ckpt.save(out_file, kind='dec', models={'Dec': Dec}, cfg=cfg, meta=meta,
+                  metrics={'train_mse': hist['mse'][-1] if hist.get('mse') else None, **res})
+        plots.save_curves({'train MSE': hist['mse']}, out_file.with_name(f'{stem}_loss.png'),
+                          'decoder', xlabel='epoch')
+        cfg.save(out_file.with_name(f'{stem}_config.json'))
+    dist.barrier()
     clock.finish('trainDecoder', out_file.with_name(f'{stem}_report.json'),
                  train_mse=hist['mse'][-1] if hist.get('mse') else None,
                  **{f'blackbox_{k}': v for k, v in res.items()})

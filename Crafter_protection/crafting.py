@@ -12,6 +12,11 @@ released F (attacker_view), the same for every protection and for the raw featur
     curves_<split>.png           privacy and utility per outer step (first batch)
 A rerun skips finished batches; each file is written atomically, so an interruption loses at
 most the batch in progress.
+Scale-out: any number of processes may craft one run folder at once (torchrun ranks, array jobs,
+other machines on a shared disk): each batch is claimed first (batches/<split>_NNNN.claim, see
+common/dist.py), so it is crafted once; a dead worker's batch is taken over (at once on the same
+host, after --claim_timeout_s without heartbeat from another host); the last worker to finish
+merges. The features do not depend on the number of workers (each batch's seed is its index).
 """
 import json
 import math
@@ -21,16 +26,21 @@ from types import SimpleNamespace
 
 import torch
 
-from common import ckpt, io, plots, runtime, wgan
+from common import ckpt, dist, io, plots, runtime, wgan
 from Crafter_protection.models import Critic
 from dataset import loader
 from WhiteBoxAttack import attacker
 
-# settings that change what a run computes; a rerun into the same folder must keep them
+# settings that change what a run computes (features or report); a rerun into the same folder
+# must keep them: every HP of featureCrafter.py and zCrafter.py except the split and run name
+# (in the folder and file names) and claim_timeout_s; attack_steps is also compared resolved
+# (0 = attacker.py's preset value). The checkpoints and data a run used are compared too (their
+# ids and digests, config_<split>.json's "provenance").
 RESULT_KEYS = ('beta', 'outer_steps', 'batch_size', 'lr', 'critic_lr', 'n_critic', 'critic_batch',
-               'gp', 'gp_high', 'critic_width', 'inner_start', 'inner_steps', 'inner_lr',
-               'hypergrad', 'neumann_alpha', 'neumann_terms', 'cg_iters', 'cg_damping', 'seed',
-               'data_dir', 'params_dir', 'n_per_id', 'n_images')
+               'gp', 'gp_high', 'critic_width', 'inner_start', 'inner_steps', 'first_inner_steps',
+               'inner_lr', 'inner_momentum', 'hypergrad', 'neumann_alpha', 'neumann_terms',
+               'cg_iters', 'cg_damping', 'eps_steps', 'attack_steps', 'seed', 'data_dir',
+               'params_dir', 'n_per_id', 'n_images')
 
 
 class CountingEnc(torch.nn.Module):
@@ -125,7 +135,16 @@ def select(split, cfg):
 
 
 def run(cfg, protection, craft_batch, title):
-    """Craft every batch of cfg.split with craft_batch(x, f0, m, cfg, gen) -> dict or None."""
+    """Craft every batch of cfg.split with craft_batch(x, f0, m, cfg, gen) -> dict or None.
+
+    Any number of processes may run this on one run folder at once (torchrun ranks, array jobs,
+    other machines): each batch is claimed first (common/dist.claim: an atomic claim file beside
+    the batch file), so each is crafted once; rank r of W starts at batches r, r + W, ... and then
+    helps with the rest; a dead worker's claim is taken over. A process with nothing left to claim
+    waits for batches others hold, and the last one to finish writes features_<split>.pt and the
+    report. Each batch's random streams depend only on its index, so the features are the same
+    whatever the number of workers.
+    """
     device, clock = runtime.start(cfg, title)
     meta = loader.load_meta(cfg.data_dir)
     Enc, G, _, Amor = ckpt.load_attacker(cfg, meta, device)
@@ -134,14 +153,11 @@ def run(cfg, protection, craft_batch, title):
     split = select(loader.load(cfg.data_dir, cfg.split, device, meta), cfg)
     m = SimpleNamespace(Enc=CountingEnc(Enc), G=G, Amor=Amor, img_size=meta['img_size'])
     batches = list(loader.batches(len(split), cfg.batch_size))
-    print(f'{title}: {len(split)} {cfg.split} images in {len(batches)} batches -> {io.rel(out)}')
-    rows, failed = [], []
-    for k, b in enumerate(batches):
-        file = out / 'batches' / f'{cfg.split}_{k:04d}.pt'
-        if file.exists():
-            rows.append(torch.load(file, weights_only=True)['log'])
-            print(f'batch {k}: done before, skipped')
-            continue
+    timeout = float(cfg.get('claim_timeout_s', CLAIM_TIMEOUT_S))
+    who = f'rank {dist.rank()}/{dist.world()} ' if dist.world() > 1 else ''
+    print(f'{title}: {who}{len(split)} {cfg.split} images in {len(batches)} batches -> {io.rel(out)}')
+
+    def craft(k, b, file):
         seed = cfg.seed * 100003 + k
         gen = torch.Generator().manual_seed(seed)
         torch.manual_seed(seed)
@@ -152,12 +168,12 @@ def run(cfg, protection, craft_batch, title):
         t0 = time.time()
         res = craft_batch(x, f0, m, cfg, gen)
         if res is None:
-            failed.append(k)
-            continue
+            return False
         log = res['log']
         log.update(batch=k, n=len(b), wall_s=round(time.time() - t0, 2),
                    s_per_outer_step=round((time.time() - t0) / max(1, cfg.outer_steps), 4),
-                   encg_passes_per_step=round(m.Enc.passes / max(1, cfg.outer_steps), 2))
+                   encg_passes_per_step=round(m.Enc.passes / max(1, cfg.outer_steps), 2),
+                   crafted_by=dist.owner())
         with torch.no_grad():
             prior = G(torch.randn(len(b), G.latent_dim, generator=gen).to(device))
         # eps-PII from the attacker's side: the same amortized attack on crafted and raw features
@@ -167,21 +183,69 @@ def run(cfg, protection, craft_batch, title):
         log['eps_pii_raw'] = eps_pii(res['recon_raw'], prior, cfg, device, seed)
         print(f"batch {k}: eps-PII {log['eps_pii_raw']:.4g} -> {log['eps_pii']:.4g}, "
               f"L_u {log['L_u']:.4g}, {log['wall_s']} s ({log['s_per_outer_step']} s/step, "
-              f"{log['encg_passes_per_step']} Enc(G) passes + {log.get('hvp_per_step', 0)} HVPs per step)")
+              f"{log['encg_passes_per_step']} Enc(G) passes + {log.get('hvp_per_step', 0)} HVPs per step)",
+              flush=True)
         io.save_torch({'features': res['F'].detach().cpu(), 'names': [split.names[i] for i in b.tolist()],
                        'z_star': res['z_star'].detach().cpu(), 'log': log}, file)
-        rows.append(log)
         if k == 0:
             plots.save_rows([x[:16].cpu(), res['recon_raw'][:16].cpu(), res['recon'][:16].cpu()],
                             out / f'grid_{cfg.split}.png')
             curves = {k2: v for k2, v in log['history'].items() if k2 in ('eps_running', 'L_u', 'L_p')}
             plots.save_curves(curves, out / f'curves_{cfg.split}.png',
                               f'{protection} (batch 0): privacy and utility per outer step', 'outer step')
-    merge(out, cfg.split, len(batches))
+        return True
+
+    failed, pending, first = [], dist.shard_order(len(batches), dist.rank(), dist.world()), True
+    while pending:
+        held = []
+        for k in pending:
+            file = batch_file(out, cfg.split, k)
+            if file.exists():
+                if first:
+                    print(f'batch {k}: done before, skipped')
+                continue
+            got = dist.claim(file.with_suffix('.claim'), timeout, take_failed=first)
+            if got == 'held':
+                held.append(k)
+                continue
+            if got == 'failed' or file.exists():       # failed elsewhere in this run, or just done
+                if got != 'failed':
+                    got.release()
+                continue
+            if got.previous:
+                print(f'batch {k}: taking over from {got.previous} ({got.reason})', flush=True)
+            try:
+                with got.heartbeat(max(0.5, timeout / 4)):
+                    ok = craft(k, batches[k], file)
+            except BaseException:
+                got.release()       # interrupted: free the batch for the others at once
+                raise
+            if ok:
+                got.release()
+            else:
+                got.mark_failed()
+                failed.append(k)
+        first = False
+        pending = held
+        if held:
+            print(f'waiting for batches {held} held by other processes', flush=True)
+            time.sleep(min(10.0, max(0.2, timeout / 20)))
+
+    rows = [torch.load(batch_file(out, cfg.split, k), weights_only=True)['log']
+            for k in range(len(batches)) if batch_file(out, cfg.split, k).exists()]
+    lost = [k for k in range(len(batches)) if not batch_file(out, cfg.split, k).exists()]
     summary = summarize(rows)
-    summary.update(failed_batches=failed, protection=protection, split=cfg.split)
-    io.write_text(out / f'report_{cfg.split}.json', json.dumps({'summary': summary, 'batches': [
-        {k: v for k, v in r.items() if k != 'history'} for r in rows]}, indent=1) + '\n')
+    summary.update(failed_batches=lost, protection=protection, split=cfg.split)
+    lock = dist.claim(out / f'.merge_{cfg.split}.claim', timeout)
+    if lock == 'held':
+        print('another process is writing the merged features', flush=True)
+    else:
+        try:
+            merge(out, cfg.split, len(batches))
+            io.write_text(out / f'report_{cfg.split}.json', json.dumps({'summary': summary, 'batches': [
+                {k: v for k, v in r.items() if k != 'history'} for r in rows]}, indent=1) + '\n')
+        finally:
+            lock.release()
     clock.finish(title, **{k: v for k, v in summary.items() if not isinstance(v, (list, dict))})
     if failed:
         raise SystemExit(f'error: batches {failed} diverged (see messages above); their features '
@@ -190,18 +254,29 @@ def run(cfg, protection, craft_batch, title):
     return summary
 
 
+CLAIM_TIMEOUT_S = 600.0   # a claim without a heartbeat for this long is taken over (other hosts)
+
+
+def batch_file(out, split, k):
+    return out / 'batches' / f'{split}_{k:04d}.pt'
+
+
 def merge(out, split, n_batches):
-    """features_<split>.pt: every finished batch in order (rewritten after each run)."""
+    """features_<split>.pt: every finished batch in order; rewritten only when a batch is newer
+    (so of several workers finishing together, the features are written once)."""
+    files = [batch_file(out, split, k) for k in range(n_batches)]
+    files = [f for f in files if f.exists()]
+    target = out / f'features_{split}.pt'
+    if not files or (target.exists() and
+                     target.stat().st_mtime >= max(f.stat().st_mtime for f in files)):
+        return
     feats, names = [], []
-    for k in range(n_batches):
-        file = out / 'batches' / f'{split}_{k:04d}.pt'
-        if file.exists():
-            obj = torch.load(file, weights_only=True)
-            feats.append(obj['features'])
-            names += obj['names']
-    if feats:
-        ckpt.save_features(out / f'features_{split}.pt', torch.cat(feats), names,
-                           protection=out.name, split=split, complete=len(feats) == n_batches)
+    for file in files:
+        obj = torch.load(file, weights_only=True)
+        feats.append(obj['features'])
+        names += obj['names']
+    ckpt.save_features(target, torch.cat(feats), names,
+                       protection=out.name, split=split, complete=len(feats) == n_batches)
 
 
 def summarize(rows):
@@ -216,17 +291,52 @@ def summarize(rows):
     return out
 
 
+def run_provenance(cfg):
+    """What a crafting run's batches depend on besides RESULT_KEYS: the ids of the checkpoints
+    it read (enc.pt, gan.pt, amor.pt), the dataset's fingerprint and content digest, and the
+    resolved attack_steps."""
+    prov = ckpt.provenance(cfg)
+    prov['attack_steps'] = attack_steps(cfg)
+    return prov
+
+
 def _check_same_run(cfg, out):
+    """Refuse to add to (or skip into) a run folder made with other settings, checkpoints or
+    data; config_<split>.json is written when the folder is new and never rewritten to claim
+    other values than the batches were made with."""
     saved = out / f'config_{cfg.split}.json'
+    prov = run_provenance(cfg)
+    redo = (f'Give this run its own --run NAME, or delete that folder to redo it '
+            f'(rm -r {io.rel(out)})')
     if saved.exists():
         old = json.loads(saved.read_text())
-        diff = {k: (old.get(k), cfg[k]) for k in RESULT_KEYS if k in cfg and old.get(k) != cfg[k]}
+        diff = [(k, old[k], cfg[k]) for k in RESULT_KEYS if k in cfg and k in old and old[k] != cfg[k]]
+        before = old.get('provenance')
+        if isinstance(before, dict):
+            diff += ckpt.provenance_diff(before, prov)
+            if before.get('attack_steps') not in (None, prov['attack_steps']) \
+                    and not any(k == 'attack_steps' for k, _, _ in diff):
+                diff.append(('attack_steps (resolved)', before['attack_steps'], prov['attack_steps']))
         if diff:
-            raise SystemExit(
-                f'error: {io.rel(out)} holds a run with other settings '
-                + ', '.join(f'{k}: {a!r} there, {b!r} now' for k, (a, b) in diff.items())
-                + '. Give this run its own --run NAME, or delete that folder to redo it.')
-    cfg.save(saved)
+            raise ckpt.CheckpointError(
+                f'{io.rel(out)} holds a run with other settings or inputs: '
+                + ', '.join(f'{k}: {a!r} there, {b!r} now' for k, a, b in diff)
+                + '; its finished batches would be released as this run\'s. ' + redo + '.')
+        if isinstance(before, dict):
+            ckpt.register_output(out, before)
+            return
+        # made before provenance was recorded: assumed to come from these checkpoints and data
+        print(f'note: {io.rel(out)} records no checkpoint ids (an older run); its batches are '
+              f'taken as made from the current {", ".join(prov["inputs"]) or "checkpoints"}', flush=True)
+        io.write_text(saved, json.dumps({**old, 'provenance': prov}, indent=1, sort_keys=True) + '\n')
+    else:
+        made = sorted((out / 'batches').glob(f'{cfg.split}_*.pt')) if (out / 'batches').is_dir() else []
+        if made:
+            raise ckpt.CheckpointError(
+                f'{io.rel(out)} holds {len(made)} crafted {cfg.split} batches but no '
+                f'config_{cfg.split}.json saying what made them. ' + redo + '.')
+        io.write_text(saved, json.dumps({**cfg, 'provenance': prov}, indent=1, sort_keys=True) + '\n')
+    ckpt.register_output(out, prov)
 
 
 def check_finite(step, **values):

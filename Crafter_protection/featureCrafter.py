@@ -60,6 +60,8 @@ HP = dict(
     eps_steps=200,       # critic steps of the final eps-PII estimate
     attack_steps=0,      # amortized attack iterations behind eps-PII (0 = attacker.py's preset)
     run='',              # run folder name (default crafter_beta<beta>)
+    claim_timeout_s=600.0,  # (H7, scale-out) a batch claim without heartbeat this long is taken
+                            #   over (another host died); a dead owner on this host at once
 )
 # the paper's solver (Amor(F) start, 80 inner steps, Neumann alpha 0.001 x 120 terms), for the
 # reference side of benchmarks/crafting.py; like ours it solves the attacker's inner loss

@@ -16,7 +16,7 @@ import torch.nn.functional as F  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 import metrics  # noqa: E402
-from common import ckpt, config, plots, runtime  # noqa: E402
+from common import ckpt, config, dist, plots, runtime  # noqa: E402
 from Crafter_protection.models import TargetNet  # noqa: E402
 from dataset import loader  # noqa: E402
 
@@ -62,10 +62,12 @@ def main(argv=None):
     net = TargetNet(n_out, meta['img_size']).to(device)
     params = net.parameters() if cfg.whole else net.f.parameters()
     opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    start, hist = ckpt.resume(cfg, 'enc.pt', 'enc', meta, {'net': net}, {'opt': opt})
+    gen = torch.Generator().manual_seed(cfg.seed)    # batch order and augmentation
+    # --resume restores it with the weights and optimizer: the same model as an uninterrupted run
+    start, hist = ckpt.resume(cfg, 'enc.pt', 'enc', meta, {'net': net}, {'opt': opt},
+                              generators={'data': gen})
     hist = hist or {'loss': []}
-    model = runtime.speed_up(net, cfg, device)
-    gen = torch.Generator().manual_seed(cfg.seed)
+    model = dist.wrap(runtime.speed_up(net, cfg, device), device)   # (H7) DDP under torchrun
     out_file = ckpt.path(cfg, 'enc.pt')
 
     for epoch in range(start, cfg.epochs):
@@ -73,11 +75,15 @@ def main(argv=None):
         if not cfg.whole:
             net.Enc.eval()
         bar = tqdm(loader.batches(len(train_idx), cfg.batch_size, True, gen, drop_last=True),
-                   total=len(train_idx) // cfg.batch_size, desc=f'epoch {epoch + 1}/{cfg.epochs}')
+                   total=len(train_idx) // cfg.batch_size, desc=f'epoch {epoch + 1}/{cfg.epochs}',
+                   disable=not dist.is_main())
         total = 0.0
         for n, b in enumerate(bar, 1):
             idx = train_idx[b]
             x = loader.augment(pub.x(idx.to(device)), gen, flip=cfg.flip)
+            if dist.world() > 1:    # (H7) this rank's share of the global batch, augmented whole
+                mine = dist.local(torch.arange(len(idx)))
+                x, idx = x[mine.to(device)], idx[mine]
             with runtime.autocast(cfg, device):
                 logits = model(runtime.as_input(x, cfg)).float()
             if use_attrs:
@@ -89,11 +95,15 @@ def main(argv=None):
             opt.step()
             total += loss.item()
             bar.set_postfix(loss=f'{total / n:.4f}')
-        hist['loss'].append(total / max(1, n))
-        ckpt.save(out_file, kind='enc', models={'net': net}, cfg=cfg, meta=meta,
-                  train=ckpt.train_state({'opt': opt}, epoch + 1, cfg.epochs, hist),
-                  done=False)
+        hist['loss'].append(dist.mean(total / max(1, n)))
+        if dist.is_main():          # (H7) under torchrun rank 0 writes, the others wait
+            ckpt.save(out_file, kind='enc', models={'net': net}, cfg=cfg, meta=meta,
+                      train=ckpt.train_state({'opt': opt}, epoch + 1, cfg.epochs, hist,
+                                             generators={'data': gen}),
+                      done=False)
+        dist.barrier()
 
+    dist.sync(net)                  # (H7) rank 0's BatchNorm statistics on every rank
     held = pub.subset(held_idx)
     res = {}
     if use_attrs:
@@ -105,10 +115,12 @@ def main(argv=None):
     else:
         acc = metrics.topk_accuracy(predict(net, held.images), held.labels.cpu(), (1,))
         res['heldout_identity_top1'] = acc[1]
-    ckpt.save(out_file, kind='enc', models={'net': net}, cfg=cfg, meta=meta, metrics=res)
-    plots.save_curves({'train loss': hist['loss']}, out_file.with_name('enc_loss.png'),
-                      'target net', xlabel='epoch')
-    cfg.save(out_file.with_name('enc_config.json'))
+    if dist.is_main():              # (H7) under torchrun rank 0 writes, the others wait
+        ckpt.save(out_file, kind='enc', models={'net': net}, cfg=cfg, meta=meta, metrics=res)
+        plots.save_curves({'train loss': hist['loss']}, out_file.with_name('enc_loss.png'),
+                          'target net', xlabel='epoch')
+        cfg.save(out_file.with_name('enc_config.json'))
+    dist.barrier()
     short = {k: v for k, v in res.items() if not isinstance(v, dict)}
     clock.finish('trainTargetNet', out_file.with_name('enc_report.json'), **short,
                  images_per_s=round(len(train_idx) * (cfg.epochs - start) / max(clock.summary()['wall_s'], 1e-9), 1))

@@ -32,6 +32,8 @@ HP = dict(
     lr=3e-4,             # Adam, a third of f2id_train's (fine-tuning from the clean model)
     weight_decay=1e-4,
     batch_size=32,
+    n_per_id=0,          # eval_train images per identity (0 = all): the Makefile's TRAIN, so the
+    n_images=0,          #   unprotected release gets the same labelled knowledge as the others
 )
 PRESETS = {
     'tiny': dict(epochs=3, batch_size=8),
@@ -106,8 +108,7 @@ def main(argv=None):
     for p in net.parameters():
         p.requires_grad_(True)
     train = loader.load(cfg.data_dir, 'eval_train', device, meta)
-    if cfg.protection != 'none':
-        train = crafting.covered(cfg, cfg.protection, train)
+    train = crafting.covered(cfg, cfg.protection, crafting.select(train, cfg))
     Enc = ckpt.load_target(cfg, meta, device, ckpt.protection_enc(cfg.protection)).Enc
     feats = crafting.protected_features(cfg, cfg.protection, train, Enc, device)
     labels = train.labels.to(device)

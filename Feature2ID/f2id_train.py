@@ -15,7 +15,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import metrics  # noqa: E402
-from common import ckpt, config, plots, runtime  # noqa: E402
+from common import ckpt, config, dist, plots, runtime  # noqa: E402
 from common.train import encode, fit, predict  # noqa: E402
 from Crafter_protection.models import FeatureClassifier  # noqa: E402
 from dataset import loader  # noqa: E402
@@ -43,7 +43,8 @@ def main(argv=None):
     target = ckpt.load_target(cfg, meta, device)
     train = loader.load(cfg.data_dir, 'eval_train', device, meta)
     test = loader.load(cfg.data_dir, 'eval_test', device, meta)
-    f_train, f_test = encode(target.Enc, train, device), encode(target.Enc, test, device)
+    # (H7) features stay on the CPU, fit / predict move one batch at a time to the device
+    f_train, f_test = (encode(target.Enc, s, device, out='cpu') for s in (train, test))
     net = FeatureClassifier(train.n_ids, target.feat_shape).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     start, hist = ckpt.resume(cfg, 'f2id.pt', 'f2id', meta, {'f2id': net}, {'opt': opt})
@@ -61,10 +62,12 @@ def main(argv=None):
     res = {'top1': acc[1], 'top5': acc[5], 'chance': 1 / test.n_ids, 'n_test': len(test)}
     print(f'Feature2ID on raw eval_test features: top-1 {acc[1]:.4f}, top-5 {acc[5]:.4f} '
           f'(chance {1 / test.n_ids:.4f})')
-    ckpt.save(out_file, kind='f2id', models={'f2id': net}, cfg=cfg, meta=meta, metrics=res)
-    plots.save_curves({'train loss': hist['loss']}, out_file.with_name('f2id_loss.png'),
-                      'Feature2ID', xlabel='epoch')
-    cfg.save(out_file.with_name('f2id_config.json'))
+    if dist.is_main():          # (H7, scale-out) under torchrun rank 0 writes, the others wait
+        ckpt.save(out_file, kind='f2id', models={'f2id': net}, cfg=cfg, meta=meta, metrics=res)
+        plots.save_curves({'train loss': hist['loss']}, out_file.with_name('f2id_loss.png'),
+                          'Feature2ID', xlabel='epoch')
+        cfg.save(out_file.with_name('f2id_config.json'))
+    dist.barrier()
     clock.finish('f2id_train', out_file.with_name('f2id_report.json'), **res)
     return res
 

@@ -16,7 +16,7 @@ import torch.nn.functional as F  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 import metrics  # noqa: E402
-from common import ckpt, config, plots, runtime  # noqa: E402
+from common import ckpt, config, dist, plots, runtime  # noqa: E402
 from Crafter_protection.models import Oracle  # noqa: E402
 from dataset import loader  # noqa: E402
 
@@ -64,11 +64,12 @@ def main(argv=None):
     start, hist = ckpt.resume(cfg, 'eval.pkl', 'oracle', meta, {'oracle': net},
                               {'opt': opt, 'sched': sched})
     hist = hist or {'loss': [], 'test_top1': []}
-    model = runtime.speed_up(net, cfg, device)
+    model = dist.wrap(runtime.speed_up(net, cfg, device), device)   # (H7) DDP under torchrun
     gen = torch.Generator().manual_seed(cfg.seed)
     out_file = ckpt.path(cfg, 'eval.pkl')
 
     def test_acc():
+        dist.sync(net)              # (H7) rank 0's BatchNorm statistics on every rank
         net.eval()
         logits, _ = metrics.oracle_outputs(net, test.x())
         return metrics.topk_accuracy(logits, test.labels.cpu(), (1, 5))
@@ -77,11 +78,15 @@ def main(argv=None):
         net.train()
         total, n = 0.0, 0
         bar = tqdm(loader.batches(len(train), cfg.batch_size, True, gen, drop_last=True),
-                   total=len(train) // cfg.batch_size, desc=f'epoch {epoch + 1}/{cfg.epochs}')
+                   total=len(train) // cfg.batch_size, desc=f'epoch {epoch + 1}/{cfg.epochs}',
+                   disable=not dist.is_main())
         for b in bar:
             b = b.to(device)
             x = loader.augment(train.x(b), gen, cfg.flip, cfg.shift, cfg.scale, cfg.rotate,
                                cfg.brightness)
+            if dist.world() > 1:    # (H7) this rank's share of the global batch, augmented whole
+                mine = dist.local(torch.arange(len(b), device=device))
+                x, b = x[mine], b[mine]
             with runtime.autocast(cfg, device):
                 loss = F.cross_entropy(model(runtime.as_input(x, cfg)).float(), train.labels[b],
                                        label_smoothing=cfg.label_smoothing)
@@ -91,20 +96,25 @@ def main(argv=None):
             total, n = total + loss.item(), n + 1
             bar.set_postfix(loss=f'{total / n:.3f}')
         sched.step()
-        hist['loss'].append(total / max(n, 1))
+        hist['loss'].append(dist.mean(total / max(n, 1)))
         hist['test_top1'].append(test_acc()[1])
         print(f'epoch {epoch + 1}: loss {hist["loss"][-1]:.3f}  eval_test top-1 {hist["test_top1"][-1]:.3f}')
-        ckpt.save(out_file, kind='oracle', models={'oracle': net}, cfg=cfg, meta=meta,
-                  train=ckpt.train_state({'opt': opt, 'sched': sched}, epoch + 1, cfg.epochs, hist),
-                  done=False)
+        if dist.is_main():          # (H7) under torchrun rank 0 writes, the others wait
+            ckpt.save(out_file, kind='oracle', models={'oracle': net}, cfg=cfg, meta=meta,
+                      train=ckpt.train_state({'opt': opt, 'sched': sched}, epoch + 1, cfg.epochs,
+                                             hist),
+                      done=False)
+        dist.barrier()
 
     acc = test_acc()
     res = {'top1': acc[1], 'top5': acc[5], 'n_ids': train.n_ids, 'chance': 1 / train.n_ids,
            'n_test': len(test)}
-    ckpt.save(out_file, kind='oracle', models={'oracle': net}, cfg=cfg, meta=meta, metrics=res)
-    plots.save_curves({'train loss': hist['loss'], 'eval_test top-1': hist['test_top1']},
-                      out_file.with_name('eval_curves.png'), 'identity oracle', xlabel='epoch')
-    cfg.save(out_file.with_name('eval_config.json'))
+    if dist.is_main():              # (H7) under torchrun rank 0 writes, the others wait
+        ckpt.save(out_file, kind='oracle', models={'oracle': net}, cfg=cfg, meta=meta, metrics=res)
+        plots.save_curves({'train loss': hist['loss'], 'eval_test top-1': hist['test_top1']},
+                          out_file.with_name('eval_curves.png'), 'identity oracle', xlabel='epoch')
+        cfg.save(out_file.with_name('eval_config.json'))
+    dist.barrier()
     clock.finish('evalTrain', out_file.with_name('eval_report.json'), **res)
     return res
 

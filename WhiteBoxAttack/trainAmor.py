@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from common import ckpt, config, plots, runtime  # noqa: E402
+from common import ckpt, config, dist, plots, runtime  # noqa: E402
 from Crafter_protection.models import Amortizer  # noqa: E402
 from dataset import loader  # noqa: E402
 from WhiteBoxAttack.attacker import feature_mse, invert  # noqa: E402
@@ -70,12 +70,15 @@ def main(argv=None):
     stem = out_file.stem
 
     Amor.train()
-    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=f'Amor ({cfg.loss} loss)')
+    model = dist.wrap(Amor, device)     # (H7) DDP under torchrun
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=f'Amor ({cfg.loss} loss)',
+               disable=not dist.is_main())
     for step in bar:
         z = torch.randn(cfg.batch_size, G.latent_dim, generator=gen).to(device)
+        z = dist.local(z)               # (H7) this rank's share of the global batch (all of it alone)
         with torch.no_grad():
             f = Enc(G(z))
-        z_hat = Amor(f)
+        z_hat = model(f)
         if cfg.loss == 'latent':
             loss = (z_hat - z).pow(2).mean()
         else:
@@ -84,13 +87,16 @@ def main(argv=None):
         loss.backward()
         opt.step()
         sched.step()
-        hist['loss'].append(loss.item())
+        hist['loss'].append(dist.mean(loss.item()))
         if step % 10 == 0:
             bar.set_postfix(loss=f'{loss.item():.4g}')
         if (step + 1) % cfg.ckpt_every == 0 and step + 1 < cfg.steps:
-            ckpt.save(out_file, kind='amor', models={'Amor': Amor}, cfg=cfg, meta=meta, done=False,
-                      train=ckpt.train_state({'opt': opt, 'sched': sched}, step + 1, cfg.steps,
-                                             hist, unit='step'))
+            if dist.is_main():          # (H7) under torchrun rank 0 writes, the others wait
+                ckpt.save(out_file, kind='amor', models={'Amor': Amor}, cfg=cfg, meta=meta,
+                          done=False, train=ckpt.train_state({'opt': opt, 'sched': sched}, step + 1,
+                                                             cfg.steps, hist, unit='step'))
+            dist.barrier()
+    dist.sync(Amor)                     # (H7) rank 0's buffers on every rank
     Amor.eval()
 
     # The check that decides between the two losses: inversion loss on real public features.
@@ -107,10 +113,12 @@ def main(argv=None):
         _, final = invert(Enc, G, F, z0, cfg.eval_steps)
         res[f'{name}_loss_after_{cfg.eval_steps}_steps'] = final.mean().item()
     print('inversion loss on public features: ' + ', '.join(f'{k}={v:.4g}' for k, v in res.items()))
-    ckpt.save(out_file, kind='amor', models={'Amor': Amor}, cfg=cfg, meta=meta, metrics=res)
-    plots.save_curves({f'{cfg.loss} loss': hist['loss']}, out_file.with_name(f'{stem}_loss.png'),
-                      'amortizer', logy=True)
-    cfg.save(out_file.with_name(f'{stem}_config.json'))
+    if dist.is_main():                  # (H7) under torchrun rank 0 writes, the others wait
+        ckpt.save(out_file, kind='amor', models={'Amor': Amor}, cfg=cfg, meta=meta, metrics=res)
+        plots.save_curves({f'{cfg.loss} loss': hist['loss']},
+                          out_file.with_name(f'{stem}_loss.png'), 'amortizer', logy=True)
+        cfg.save(out_file.with_name(f'{stem}_config.json'))
+    dist.barrier()
     clock.finish('trainAmor', out_file.with_name(f'{stem}_report.json'), loss=cfg.loss, **res)
     return res
 

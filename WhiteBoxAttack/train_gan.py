@@ -66,10 +66,13 @@ def main(argv=None):
     models = {'G': G, 'D': D} if G_ema is None else {'G': G, 'D': D, 'G_ema': G_ema}
     if G_ema is not None:
         G_ema.load_state_dict(G.state_dict())
-    start, hist = ckpt.resume(cfg, cfg.name, 'gan', meta, models, {'g': opt_g, 'd': opt_d})
+    gen = torch.Generator().manual_seed(cfg.seed)    # data order, flips and noise z
+    # --resume restores the weights, optimizers and every random stream (gen included), so a
+    # resumed run ends with the model an uninterrupted one makes
+    start, hist = ckpt.resume(cfg, cfg.name, 'gan', meta, models, {'g': opt_g, 'd': opt_d},
+                              generators={'data': gen})
     hist = hist or {'wasserstein': [], 'gp': [], 'g_loss': []}
     Gs, Ds = runtime.speed_up(G, cfg, device), runtime.speed_up(D, cfg, device)
-    gen = torch.Generator().manual_seed(cfg.seed)
     z_fixed = torch.randn(64, cfg.latent_dim, generator=torch.Generator().manual_seed(1234)).to(device)
     out_file = ckpt.path(cfg, cfg.name)
     stem = out_file.stem
@@ -84,7 +87,8 @@ def main(argv=None):
         # periodic: everything --resume needs; final: the prior later stages load
         saved = {'G': final, 'D': D} if done else models
         train = None if done else ckpt.train_state({'g': opt_g, 'd': opt_d}, step, cfg.g_steps,
-                                                   hist, unit='generator step')
+                                                   hist, unit='generator step',
+                                                   generators={'data': gen})
         ckpt.save(out_file, kind='gan', models=saved, cfg=cfg, meta=meta, train=train, done=done,
                   metrics={'wasserstein_last': hist['wasserstein'][-1] if hist['wasserstein'] else None})
         final.eval()

@@ -3,13 +3,18 @@
 A checkpoint is a plain dict (loadable with weights_only=True):
     {'format': 1, 'kind': 'gan', 'models': {'G': {'arch': {...}, 'state': {...}}, ...},
      'config': {resolved hyperparameters}, 'dataset': {'dir', 'fingerprint', 'img_size', ...},
-     'metrics': {...}, 'train': {optimizer states, epoch, ...} (only while training)}
+     'metrics': {...}, 'train': {optimizer states, epoch, random streams, ...} (only while
+     training), 'id': hash of the weights, 'inputs': {checkpoint read: its id}}
+The dataset record also holds 'content', a digest of the CSVs and image bytes (provenance below).
 Anything missing or made for other data names the numbered README command that makes it.
 """
+import hashlib
 import importlib.util
+import random
 import shlex
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from common import config, io
@@ -177,9 +182,14 @@ def how_to_make(cfg, name):
 
 
 def dataset_record(data_dir, meta):
-    return {'dir': io.rel(io.repo_path(data_dir)), 'fingerprint': meta['fingerprint'],
-            'img_size': meta['img_size'], 'source': meta.get('source', ''),
-            'attributes': list(meta.get('attributes', []))}
+    rec = {'dir': io.rel(io.repo_path(data_dir)), 'fingerprint': meta['fingerprint'],
+           'img_size': meta['img_size'], 'source': meta.get('source', ''),
+           'attributes': list(meta.get('attributes', []))}
+    try:   # the image bytes too: other images under the same CSVs are another dataset
+        rec['content'] = data_content(data_dir)
+    except Exception:   # unreadable data was reported by the stage that loaded it
+        pass
+    return rec
 
 
 def save(file, *, kind, models, cfg, meta, metrics=None, train=None, done=True):
@@ -197,6 +207,8 @@ def save(file, *, kind, models, cfg, meta, metrics=None, train=None, done=True):
         'dataset': dataset_record(cfg.data_dir, meta),
         'metrics': dict(metrics or {}),
     }
+    obj['id'] = models_id(obj['models'])
+    obj['inputs'] = inputs_of(cfg, file)    # the checkpoints this stage read ({name: id})
     if train is not None:
         obj['train'] = train
     io.save_torch(obj, file)
@@ -242,11 +254,27 @@ def load(cfg, name, kind, meta=None, expect=None, required=True, allow_partial=F
             f"{ck['dataset']['fingerprint']}) but this run reads {cfg.data_dir} (fingerprint "
             f"{meta['fingerprint']}); {how_to_make(cfg, name)}, or point --params_dir at the "
             f"checkpoints made for this data")
+    if meta is not None and ck['dataset'].get('content'):
+        now = data_content(cfg.data_dir)
+        if now != ck['dataset']['content']:
+            raise CheckpointError(
+                f"{io.rel(file)} was trained on other images than {cfg.data_dir} holds now (same "
+                f"CSV tables; image content {ck['dataset']['content']} then, {now} now); "
+                f"{how_to_make(cfg, name) or 'retrain it'}, or point --data_dir at the data it "
+                f"was made for")
+    stale = stale_inputs(ck.get('inputs'), file.parent)
+    if stale:
+        k, a, b = stale[0]
+        raise CheckpointError(
+            f'{io.rel(file)} was made from {k} {a}, but {k} now holds other weights ({b}; '
+            f'retrained since); {how_to_make(cfg, name) or "retrain it"} to remake it from the '
+            f'current {k}, or put back the {k} it was made from')
     for key, want in (expect or {}).items():
         have = _lookup(ck, key)
         if have is not None and have != want:
             raise CheckpointError(f'{io.rel(file)} has {key}={have!r} but this run needs '
                                   f'{key}={want!r}; ' + _mismatch_fix(cfg, name, kind, key, have, want))
+    _note_read(cfg, file, ck)
     return ck
 
 
@@ -290,21 +318,60 @@ def build(ck, name, device='cpu', eval_mode=True):
     return model
 
 
-def train_state(optimizers, step, total, history, unit='epoch'):
-    """The `train` entry of a periodic checkpoint: enough to continue with --resume."""
-    return {'optimizers': {k: o.state_dict() for k, o in optimizers.items()}, 'step': step,
-            'total': total, 'history': history, 'progress': f'{unit} {step}/{total}',
-            'rng': torch.get_rng_state()}
+def train_state(optimizers, step, total, history, unit='epoch', generators=None):
+    """The `train` entry of a periodic checkpoint: enough to continue with --resume.
+
+    generators: {name: torch.Generator} of the stage's own random streams (data order, noise);
+    with them, and the global torch / numpy / Python states saved here, a resumed run continues
+    the same streams and ends bit-identical to an uninterrupted one on CPU.
+    """
+    np_state = np.random.get_state()
+    out = {'optimizers': {k: o.state_dict() for k, o in optimizers.items()}, 'step': step,
+           'total': total, 'history': history, 'progress': f'{unit} {step}/{total}',
+           'rng': torch.get_rng_state(),
+           'rng_numpy': [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)),
+                         int(np_state[2]), int(np_state[3]), float(np_state[4])],
+           'rng_python': _py_state(random.getstate()),
+           'generators': {k: g.get_state() for k, g in (generators or {}).items()}}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        out['rng_cuda'] = torch.cuda.get_rng_state_all()
+    return out
 
 
-def resume(cfg, name, kind, meta, models, optimizers):
+def _py_state(state):
+    return [state[0], list(state[1]), state[2]]
+
+
+def _restore_rng(train, generators):
+    torch.set_rng_state(train['rng'])
+    if 'rng_numpy' in train:
+        name, keys, pos, has_gauss, cached = train['rng_numpy']
+        np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    if 'rng_python' in train:
+        v, st, gauss = train['rng_python']
+        random.setstate((v, tuple(st), gauss))
+    if 'rng_cuda' in train and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(train['rng_cuda'])
+    saved = train.get('generators') or {}
+    missing = [k for k in (generators or {}) if k not in saved]
+    for k, g in (generators or {}).items():
+        if k in saved:
+            g.set_state(saved[k])
+    if missing:   # a checkpoint of an older version: its streams restart from the seed
+        print(f"note: the checkpoint has no saved state of the {', '.join(missing)} random "
+              'stream(s) (an older version); they restart from the seed, so this run will not '
+              'match an uninterrupted one bit for bit')
+
+
+def resume(cfg, name, kind, meta, models, optimizers, generators=None):
     """With --resume, restore models and optimizers from params_dir/name; returns
     (start_step, history). Without --resume, or with no checkpoint yet, starts from scratch.
 
     A finished checkpoint made with this run's settings stays finished: prints "already done"
     and raises AlreadyDone (exit status 0, nothing is rewritten). A checkpoint made with other
     settings (--width, --g_steps, --lr, ...; only where files go and the device may differ) is
-    refused by name with the commands that continue it or start over.
+    refused by name with the commands that continue it or start over. generators: the
+    stage's own random streams ({name: torch.Generator}), restored with the global ones.
     """
     file = path(cfg, name)
     io.clean_orphans(file.parent)
@@ -346,7 +413,7 @@ def resume(cfg, name, kind, meta, models, optimizers):
         getattr(m, '_orig_mod', m).load_state_dict(ck['models'][k]['state'])
     for k, o in optimizers.items():
         o.load_state_dict(ck['train']['optimizers'][k])
-    torch.set_rng_state(ck['train']['rng'])
+    _restore_rng(ck['train'], generators)
     print(f"--resume: continuing {name} from {ck['train']['progress']}")
     return ck['train']['step'], ck['train']['history']
 
@@ -385,8 +452,175 @@ def _differs(a, b):
     return a != b
 
 
+# ---- provenance: what made a checkpoint, a crafted batch or a feature file -----------------
+# Every checkpoint stores 'id', a hash of its weights (old ones without it get the same hash
+# computed on load), 'inputs' ({file name: id} of the checkpoints its stage read) and, in its
+# dataset record, 'content' (a hash of the CSV tables and of every image's bytes,
+# dataset/loader.content_digest). On load each is checked where it is present: a checkpoint
+# made from an older enc.pt, or on other images under the same CSVs, is refused with the
+# command that remakes it. Files written before these fields existed still load.
+
+_READS = {}      # id(cfg) -> (cfg, {resolved path: (name, id)}): what each stage run has read
+_OUTPUTS = {}    # resolved output folder -> provenance of the run writing there (crafting)
+_IDS = {}        # (path, size, mtime_ns) -> id, so a file is hashed at most once per process
+_LAST = [None]   # the config of the latest load (for feature files written without one)
+
+
+def models_id(models):
+    """A short hash of every weight of a checkpoint's models ({name: {'arch', 'state'}})."""
+    h = hashlib.sha1()
+    for name in sorted(models):
+        state = models[name]['state']
+        for k in sorted(state):
+            t = state[k].detach().cpu().contiguous()
+            h.update(f'{name}.{k}:{t.dtype}:{tuple(t.shape)};'.encode())
+            if t.numel():
+                h.update(t.reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()[:16]
+
+
+def checkpoint_id(ck):
+    """The id of a loaded checkpoint: the one stored at save time, else computed from weights."""
+    return ck.get('id') or models_id(ck['models'])
+
+
+def file_id(file):
+    """The id of the checkpoint in `file` (None if it is missing or not a checkpoint); reads
+    the stored id without loading the weights (mmap), once per file version and process."""
+    file = Path(file)
+    try:
+        st = file.stat()
+    except OSError:
+        return None
+    key = (str(file.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _IDS:
+        try:
+            try:
+                ck = torch.load(file, map_location='cpu', weights_only=True, mmap=True)
+            except Exception:
+                ck = torch.load(file, map_location='cpu', weights_only=True)
+            _IDS[key] = checkpoint_id(ck) if isinstance(ck, dict) and 'models' in ck else None
+        except Exception:
+            _IDS[key] = None
+    return _IDS[key]
+
+
+def _note_read(cfg, file, ck):
+    entry = _READS.setdefault(id(cfg), (cfg, {}))[1]
+    entry[str(Path(file).resolve())] = (Path(file).name, checkpoint_id(ck))
+    _LAST[0] = cfg
+
+
+def inputs_of(cfg, out=None):
+    """{name: id} of the checkpoints this run (cfg) has read, except `out` itself; a file outside
+    out's folder (or the params folder) is named by its path from the repository."""
+    out = Path(out).resolve() if out is not None else None
+    folder = out.parent if out is not None else io.repo_path(cfg.params_dir).resolve()
+    res = {}
+    for p, (name, cid) in _READS.get(id(cfg), (None, {}))[1].items():
+        p = Path(p)
+        if out is not None and p == out:
+            continue
+        res[name if p.parent == folder else io.rel(p)] = cid
+    return dict(sorted(res.items()))
+
+
+def _input_path(folder, key):
+    return Path(folder) / key if '/' not in key else io.repo_path(key)
+
+
+def stale_inputs(inputs, folder):
+    """[(name, recorded id, current id)] of recorded inputs whose file now holds other weights
+    (a missing file is not reported: it may have moved with its folder)."""
+    out = []
+    for key, want in (inputs or {}).items():
+        p = _input_path(folder, key)
+        have = file_id(p) if p.exists() else None
+        if have is not None and want is not None and have != want:
+            out.append((key, want, have))
+    return out
+
+
+def data_content(data_dir):
+    """The dataset content digest (CSV tables + image bytes), computed once per process."""
+    from dataset import loader
+    return loader.content_digest(data_dir)
+
+
+def provenance(cfg, out=None):
+    """What a run's outputs depend on besides its settings: the ids of the checkpoints it read,
+    where they are, and the dataset's fingerprint and content digest."""
+    from dataset import loader
+    meta = loader.load_meta(cfg.data_dir)
+    return {'inputs': inputs_of(cfg), 'params_dir': io.rel(io.repo_path(cfg.params_dir)),
+            'data_dir': io.rel(loader.data_path(cfg.data_dir)),
+            'fingerprint': meta['fingerprint'], 'content': data_content(cfg.data_dir)}
+
+
+def provenance_diff(old, new):
+    """[(what, recorded, now)] between two provenance records (keys missing on either side are
+    not compared: records written before a field existed)."""
+    diff = []
+    for k in ('fingerprint', 'content'):
+        if old.get(k) and new.get(k) and old[k] != new[k]:
+            diff.append(('dataset ' + k, old[k], new[k]))
+    a, b = old.get('inputs') or {}, new.get('inputs') or {}
+    for k in sorted(set(a) & set(b)):
+        if a[k] != b[k]:
+            diff.append((k, a[k], b[k]))
+    return diff
+
+
+def register_output(folder, prov):
+    """Feature files written into `folder` by this process record `prov` (crafting run folders)."""
+    _OUTPUTS[str(Path(folder).resolve())] = prov
+
+
+def output_provenance(folder):
+    """The provenance registered for an output folder (register_output), or None: for files a
+    crafting run writes there (its batches)."""
+    return _OUTPUTS.get(str(Path(folder).resolve()))
+
+
+def _features_provenance(file):
+    prov = _OUTPUTS.get(str(Path(file).parent.resolve()))
+    if prov is None and _LAST[0] is not None:
+        try:
+            prov = provenance(_LAST[0])
+        except Exception:
+            prov = None
+    return prov
+
+
+def check_features_provenance(file, obj, fix):
+    """Refuse a feature file whose recorded checkpoints or dataset changed since it was made."""
+    prov = obj.get('provenance')
+    if not isinstance(prov, dict):
+        return
+    stale = stale_inputs(prov.get('inputs'), io.repo_path(prov.get('params_dir') or '.'))
+    if stale:
+        k, a, b = stale[0]
+        raise CheckpointError(f'{io.rel(file)} was made from {k} {a}, but {k} now holds other '
+                              f'weights ({b}; retrained since): the features are stale; {fix}')
+    data = prov.get('data_dir')
+    if data and prov.get('content') and io.repo_path(data).is_dir():
+        try:
+            now = data_content(io.repo_path(data))
+        except Exception:
+            return
+        if now != prov['content']:
+            raise CheckpointError(f'{io.rel(file)} was made from other images than {data} holds '
+                                  f'now (content {prov["content"]} then, {now} now): the '
+                                  f'features are stale; {fix}')
+
+
 def save_features(file, feats, names, **info):
-    """Released features of named images (raw or protected), for attacks and scoring."""
+    """Released features of named images (raw or protected), for attacks and scoring; they
+    record what made them (`provenance`: checkpoint ids, dataset digests) unless given."""
+    if 'provenance' not in info:
+        prov = _features_provenance(file)
+        if prov is not None:
+            info['provenance'] = prov
     io.save_torch({'features': feats.detach().float().cpu(), 'names': list(names), **info}, file)
 
 
@@ -442,6 +676,7 @@ def load_features(file, hint='', shape=None):
                    f'values (first: {names[first]!r})')
     if bad is not None:
         raise CheckpointError(f'{io.rel(file)}: {bad}; {fix}')
+    check_features_provenance(file, obj, fix)
     obj['features'] = feats
     obj['names'] = list(names)
     return obj

@@ -41,6 +41,8 @@ STAGE_PRESETS = {
     'tiny': dict(data_dir='dataset/tiny', params_dir='params/tiny'),
     'demo': dict(data_dir='dataset/synthetic32', params_dir='params/demo'),
     'celeba-cpu': dict(data_dir='dataset/celeba32', params_dir='params/celeba-cpu'),
+    # (H7) the paper's settings = every script's defaults, 64 px CelebA (make pipeline PRESET=paper)
+    'paper': dict(data_dir='dataset/celeba64', params_dir='params/paper'),
 }
 
 # ---- valid ranges of numeric hyperparameters, by key name, for every script ------------------
@@ -66,6 +68,7 @@ RANGES = {
     'private_images_per_id': '>=0',                    # 0 = images_per_id
     'depth': [18, 34, 50, 101, 152], 'oracle_depth': [18, 34, 50, 101, 152],
     'workers': '>=0', 'crop': '>=0', 'shift': '>=0', 'seed': '>=0',
+    'claim_timeout_s': '>0',                           # (H7) sharded crafting: seconds
     # learning rates and optimiser constants
     'lr': '>0', 'critic_lr': '>0', 'dec_lr': '>0', 'inner_lr': '>0', 'inv_lr': '>0',
     'neumann_alpha': '>0', 'weight_decay': '>=0',

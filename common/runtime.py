@@ -8,7 +8,7 @@ import time
 import numpy as np
 import torch
 
-from common import io
+from common import dist, io
 
 
 def resolve_device(name='auto'):
@@ -29,12 +29,13 @@ def start(cfg, title):
     """Print the resolved config, seed everything, return the device and a stage clock."""
     cfg.show(title)
     seed_everything(cfg.seed)
-    device = resolve_device(cfg.device)
+    device = dist.init(resolve_device(cfg.device))    # under torchrun: join the process group
     if device.type == 'cuda':
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    print(f'device: {device}  threads: {torch.get_num_threads()}', flush=True)
+    ranks = f'  rank {dist.rank()} of {dist.world()}' if dist.world() > 1 else ''
+    print(f'device: {device}  threads: {torch.get_num_threads()}{ranks}', flush=True)
     return device, StageClock(device)
 
 
@@ -93,7 +94,7 @@ class StageClock:
         """Print 'title: wall .. s, peak .. MiB, metrics' and write them as JSON to `path`."""
         report = {**metrics, **self.summary()}
         print(f'{title} done: ' + ', '.join(f'{k}={_fmt(v)}' for k, v in report.items()), flush=True)
-        if path is not None:
+        if path is not None and dist.is_main():        # under torchrun rank 0 writes reports
             io.write_text(path, json.dumps(report, indent=1) + '\n')
         return report
 

@@ -1,8 +1,11 @@
 """The one data loader every stage uses.
 
 `load(data_dir, split)` reads a split of the prepared layout (see dataset/layout.py) into memory:
-uint8 images decoded once (and cached on disk under DIR/.cache, keyed by the files' sizes and
-modification times, so later stages start in a second), identity labels and attributes.
+uint8 images decoded once (and cached on disk under DIR/.cache, keyed by the files' names,
+sizes, modification times and a hash of their bytes, so a file changed in place is decoded
+again; later stages start in a second), identity labels and attributes.
+`content_digest(data_dir)` hashes the CSV tables and every image's bytes: checkpoints and
+feature files record it, so other images under the same CSVs are another dataset.
 Batches are index tensors over that memory, so no stage decodes an image twice.
 """
 import csv
@@ -127,6 +130,9 @@ def _folder_images(root, folder, img_size):
     for f in files:
         st = os.stat(root / folder / f)
         sig.update(f'{f}:{st.st_size}:{st.st_mtime_ns};'.encode())
+    # the bytes too (0.15 s for celeba32's 16k images, 1 s from a cold disk): a file changed in
+    # place with the same size and time is not hidden by the cache
+    sig.update(folder_digest(root, folder, files).encode())
     sig = sig.hexdigest()
     cache = root / '.cache' / f'{folder}_u8.pt'
     if cache.exists():
@@ -146,6 +152,40 @@ def _folder_images(root, folder, img_size):
     except OSError as e:   # a read-only dataset still loads, only slower next time
         print(f'note: could not write the image cache {cache}: {e}')
     _MEMO[key] = (files, images)
+    return _MEMO[key]
+
+
+def folder_digest(root, folder, files=None):
+    """sha1 of the names and bytes of a folder's images (once per process)."""
+    key = (str(root), folder, 'digest')
+    if key not in _MEMO:
+        p = Path(root) / folder
+        files = files if files is not None else (list_images(p) if p.is_dir() else [])
+        h = hashlib.sha1()
+        for f in files:
+            with open(p / f, 'rb') as fh:
+                b = fh.read()
+            h.update(f'{f}:{len(b)};'.encode())
+            h.update(b)
+        _MEMO[key] = h.hexdigest()
+    return _MEMO[key]
+
+
+def content_digest(data_dir):
+    """A short hash of a dataset's content: every CSV table and the bytes of every image in
+    public/ and private/ (dataset.json's fingerprint covers the CSVs only). Once per process."""
+    root = data_path(data_dir)
+    key = (str(root), 'content')
+    if key not in _MEMO:
+        h = hashlib.sha1()
+        for name in layout.CSV_FILES:
+            p = root / name
+            if p.exists():
+                h.update(f'{name};'.encode())
+                h.update(p.read_bytes())
+        for folder in sorted({s[2] for s in layout.SPLITS.values()}):
+            h.update(f'{folder}:{folder_digest(root, folder)};'.encode())
+        _MEMO[key] = h.hexdigest()[:16]
     return _MEMO[key]
 
 

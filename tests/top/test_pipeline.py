@@ -45,8 +45,9 @@ def test_metrics_json_schema_and_ranges(pipeline):
     assert 'none' in prots and any(n.startswith('crafter_beta') for n in prots)
     assert any(n.startswith('zcrafter_beta') for n in prots)
     assert any(n.startswith('noise_s') for n in prots)
+    assert any(n.startswith('advlearn_lambda') for n in prots)
     for name, p in prots.items():
-        assert name == 'none' or name.startswith(('crafter_beta', 'zcrafter_beta', 'noise_s'))
+        assert name == 'none' or name.startswith(('crafter_beta', 'zcrafter_beta', 'noise_s', 'advlearn_lambda'))
         # privacy is the worst case over the attacks that ran
         assert p['worst_attack']['eval_acc'] == max(s['eval_acc'] for s in p['attacks'].values())
         assert p['attacks'][p['worst_attack']['attack']]['eval_acc'] == p['worst_attack']['eval_acc']
