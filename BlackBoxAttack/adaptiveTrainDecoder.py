@@ -109,7 +109,7 @@ def main(argv=None):
     meta = loader.load_meta(cfg.data_dir)
     Enc = ckpt.load_target(cfg, meta, device, ckpt.protection_enc(cfg.protection)).Enc
     ck = ckpt.load(cfg, cfg.dec, 'dec', meta)
-    Dec = ckpt.build(ck, 'Dec', device, eval_mode=False)
+    Dec = runtime.memory_format(ckpt.build(ck, 'Dec', device, eval_mode=False), cfg)   # (H9)
     pub = loader.load(cfg.data_dir, 'public', device, meta)
     pub = crafting.public_queries(cfg, cfg.protection, pub, cfg.n_images)
     feats = crafting.protected_features(cfg, cfg.protection, pub, Enc, device)

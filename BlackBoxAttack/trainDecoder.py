@@ -70,7 +70,7 @@ def main(argv=None):
     target = ckpt.load_target(cfg, meta, device, cfg.enc)
     pub = loader.load(cfg.data_dir, 'public', device, meta)
     feats = encode(target.Enc, pub, device, out='cpu')   # (H7) on the CPU; fit moves batches
-    Dec = Decoder(target.feat_shape, meta['img_size'], cfg.width).to(device)
+    Dec = runtime.memory_format(Decoder(target.feat_shape, meta['img_size'], cfg.width).to(device), cfg)
     opt = torch.optim.Adam(Dec.parameters(), lr=cfg.lr)
     start, hist = ckpt.resume(cfg, cfg.name, 'dec', meta, {'Dec': Dec}, {'opt': opt})
     out_file = ckpt.path(cfg, cfg.name)
