@@ -187,7 +187,8 @@ def run(cfg, protection, craft_batch, title):
               f"{log['encg_passes_per_step']} Enc(G) passes + {log.get('hvp_per_step', 0)} HVPs per step)",
               flush=True)
         io.save_torch({'features': res['F'].detach().cpu(), 'names': [split.names[i] for i in b.tolist()],
-                       'z_star': res['z_star'].detach().cpu(), 'log': log}, file)
+                       'z_star': res['z_star'].detach().cpu(), 'log': log,
+                       'provenance': ckpt.output_provenance(out)}, file)    # (H9) what made it
         if k == 0:
             plots.save_rows([x[:16].cpu(), res['recon_raw'][:16].cpu(), res['recon'][:16].cpu()],
                             out / f'grid_{cfg.split}.png')
