@@ -1,6 +1,6 @@
 # Quick start:  make demo  (the whole pipeline on built-in synthetic faces)  |  make test
 # Any preset:   make pipeline PRESET=celeba-cpu [SRC=../shared/data/celeba64]
-# Paper scale:  make pipeline PRESET=paper SRC=<CelebA folder> [N_PRIVATE=1000]  (GPU; placeholder)
+# Paper scale:  make pipeline PRESET=paper SRC=<CelebA folder> [N_PRIVATE=1000]  (GPU; check it with make gpu-check)
 # A stage is redone only when its stamp (params/<preset>/.done_<stage>) is missing; training
 # stages run with --resume, so an interrupted one continues where its checkpoint stopped.
 
@@ -100,7 +100,7 @@ else
 PARALLEL = OMP_NUM_THREADS=$(THREADS) $(MAKE) -j$(JOBS) --output-sync=target
 endif
 
-.PHONY: demo test pipeline stages protections clean-demo
+.PHONY: demo test pipeline stages protections clean-demo gpu-check
 .DELETE_ON_ERROR:
 .SECONDARY:
 
@@ -215,6 +215,10 @@ pipeline: $(VENV)
 	$(PARALLEL) protections PRESET=$(PRESET)
 	$(PY) evaluate.py $(ARGS)
 	@echo "pipeline $(PRESET) done: the report path is printed just above (evaluate done: report=...)"
+
+# a few steps of every heavy stage at paper settings on one GPU (<= 8 min); SMOKE=1 on a CPU
+gpu-check: $(VENV)
+	SMOKE=$(or $(SMOKE),0) bash benchmarks/gpu_check.sh
 
 clean-demo:
 	rm -rf params/demo results/demo Crafter_result/demo

@@ -59,17 +59,19 @@ def mean_auc(scores, targets):
 
 
 def ssim(x, y):
-    """Per-image SSIM of two N x 3 x S x S batches in [0, 1]."""
+    """Per-image SSIM of two N x 3 x S x S batches in [0, 1], computed on x's device (the GPU
+    when the reconstructions are there); the N scores come back on the CPU."""
     import piq
     x, y = _pair(x, y)
-    return piq.ssim(x, y, data_range=1.0, reduction='none', kernel_size=_kernel(x))
+    return piq.ssim(x, y, data_range=1.0, reduction='none', kernel_size=_kernel(x)).cpu()
 
 
 def fsim(x, y):
-    """Per-image FSIMc (colour feature similarity, Zhang et al. 2011) in [0, 1]."""
+    """Per-image FSIMc (colour feature similarity, Zhang et al. 2011) in [0, 1], on x's device;
+    the N scores come back on the CPU."""
     import piq
     x, y = _pair(x, y)
-    return piq.fsim(x, y, data_range=1.0, reduction='none', chromatic=True)
+    return piq.fsim(x, y, data_range=1.0, reduction='none', chromatic=True).cpu()
 
 
 def cosine(a, b):
@@ -80,7 +82,8 @@ def cosine(a, b):
 def _pair(x, y):
     if x.shape != y.shape:
         raise ValueError(f'image batches differ in shape: {tuple(x.shape)} vs {tuple(y.shape)}')
-    return x.detach().float().clamp(0, 1).cpu(), y.detach().float().clamp(0, 1).cpu()
+    # (H9) on x's device: piq runs on CUDA tensors, so SSIM/FSIM need not copy images to the CPU
+    return x.detach().float().clamp(0, 1), y.detach().to(x.device).float().clamp(0, 1)
 
 
 def _kernel(x):

@@ -44,7 +44,7 @@ import torch.nn.functional as F  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 import metrics  # noqa: E402
-from common import ckpt, config, io, plots, runtime  # noqa: E402
+from common import ckpt, config, dist, io, plots, runtime  # noqa: E402
 from common.train import encode, predict  # noqa: E402
 from Crafter_protection import crafting  # noqa: E402
 from Crafter_protection.models import Decoder  # noqa: E402
@@ -249,11 +249,12 @@ def main(argv=None):
         hist['rec_heldout'].append(rec)
         print(f"epoch {epoch + 1}: Dec mse {hist['dec_mse'][-1]:.4f}; held out: AUC {auc:.4f}, "
               f"rec against Dec {rec:.4f}", flush=True)
-        if epoch + 1 < cfg.epochs:
+        if epoch + 1 < cfg.epochs and dist.is_main():     # (H9) under torchrun rank 0 writes
             ckpt.save(out_file, kind='enc', models={'net': net}, cfg=cfg, meta=meta, done=False,
                       train=ckpt.train_state({'opt': opt, 'dec_opt': dec_opt}, epoch + 1,
                                              cfg.epochs, {**hist, 'dec_state': Dec.state_dict(),
                                                           'gen_state': gen.get_state()}))
+        dist.barrier()
 
     # what the defender ends with, on the images the evaluation scores (reported, never tuned on)
     net.eval()
@@ -272,6 +273,9 @@ def main(argv=None):
            'feature_change': change,
            'history': {k: list(v) for k, v in hist.items() if k != 'start'}}
     # 'Dec' rides along (load_target builds only 'net'): the decoder AdvLearn trained against
+    if not dist.is_main():      # (H9) under torchrun rank 0 writes and attacks, the others wait
+        dist.barrier()
+        return res
     ckpt.save(out_file, kind='enc', models={'net': net, 'Dec': Dec}, cfg=cfg, meta=meta, metrics=res)
     res['features'] = release(cfg, net, device, meta, protection)
     plots.save_curves({'Dec MSE (public)': hist['dec_mse'], 'rec vs Dec (held out)': hist['rec_heldout'],
@@ -279,6 +283,7 @@ def main(argv=None):
                       out_file.with_name(f'{protection}_curves.png'), f'AdvLearn lambda={cfg.lam:g}',
                       xlabel='epoch')
     cfg.save(out_file.with_name(f'{protection}_config.json'))
+    dist.barrier()
     short = {k: v for k, v in res.items() if not isinstance(v, dict)}
     clock.finish('advLearning', out_file.with_name(f'{protection}_report.json'), **short)
     if cfg.attacks:

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from BlackBoxAttack.trainDecoder import image_mse  # noqa: E402
-from common import ckpt, config, plots, runtime  # noqa: E402
+from common import ckpt, config, dist, plots, runtime  # noqa: E402
 from common.train import fit  # noqa: E402
 from Crafter_protection import crafting  # noqa: E402
 from dataset import loader  # noqa: E402
@@ -109,7 +109,7 @@ def main(argv=None):
     meta = loader.load_meta(cfg.data_dir)
     Enc = ckpt.load_target(cfg, meta, device, ckpt.protection_enc(cfg.protection)).Enc
     ck = ckpt.load(cfg, cfg.dec, 'dec', meta)
-    Dec = ckpt.build(ck, 'Dec', device, eval_mode=False)
+    Dec = runtime.memory_format(ckpt.build(ck, 'Dec', device, eval_mode=False), cfg)   # (H9)
     pub = loader.load(cfg.data_dir, 'public', device, meta)
     pub = crafting.public_queries(cfg, cfg.protection, pub, cfg.n_images)
     feats = crafting.protected_features(cfg, cfg.protection, pub, Enc, device)
@@ -120,11 +120,13 @@ def main(argv=None):
     print(f"held-out query loss: unadapted {res['heldout_loss_unadapted']:.5f} -> adapted "
           f"{res['heldout_loss_adapted']:.5f} (epoch {res['best_epoch']} of {res['epochs_run']})")
     out_file = ckpt.path(cfg, adaptive_name(cfg.protection))
-    ckpt.save(out_file, kind='dec', models={'Dec': Dec_a}, cfg=cfg, meta=meta, metrics=res)
-    h, t = res['heldout_history'], res['train_history']
-    plots.save_curves({'held-out ||Dec(F) - x||^2': (list(range(len(h))), h),
-                       'adapt ||Dec(F) - x||^2': (list(range(1, len(t) + 1)), t)},
-                      out_file.with_suffix('.png'), f'adaptive Dec ({cfg.protection})', xlabel='epoch')
+    if dist.is_main():          # (H9) under torchrun rank 0 writes, the others wait
+        ckpt.save(out_file, kind='dec', models={'Dec': Dec_a}, cfg=cfg, meta=meta, metrics=res)
+        h, t = res['heldout_history'], res['train_history']
+        plots.save_curves({'held-out ||Dec(F) - x||^2': (list(range(len(h))), h),
+                           'adapt ||Dec(F) - x||^2': (list(range(1, len(t) + 1)), t)},
+                          out_file.with_suffix('.png'), f'adaptive Dec ({cfg.protection})', xlabel='epoch')
+    dist.barrier()
     clock.finish('adaptiveTrainDecoder', pairs=len(pub), saved=str(out_file),
                  **{k: res[k] for k in ('heldout_loss_unadapted', 'heldout_loss_adapted', 'best_epoch')})
     return res

@@ -70,17 +70,19 @@ def main(argv=None):
     target = ckpt.load_target(cfg, meta, device, cfg.enc)
     pub = loader.load(cfg.data_dir, 'public', device, meta)
     feats = encode(target.Enc, pub, device, out='cpu')   # (H7) on the CPU; fit moves batches
-    Dec = Decoder(target.feat_shape, meta['img_size'], cfg.width).to(device)
+    Dec = runtime.memory_format(Decoder(target.feat_shape, meta['img_size'], cfg.width).to(device), cfg)
     opt = torch.optim.Adam(Dec.parameters(), lr=cfg.lr)
-    start, hist = ckpt.resume(cfg, cfg.name, 'dec', meta, {'Dec': Dec}, {'opt': opt})
+    gen = torch.Generator().manual_seed(cfg.seed)      # (H9) saved and restored with --resume
+    start, hist = ckpt.resume(cfg, cfg.name, 'dec', meta, {'Dec': Dec}, {'opt': opt},
+                              generators={'data': gen})
     out_file = ckpt.path(cfg, cfg.name)
     stem = out_file.stem
-    gen = torch.Generator().manual_seed(cfg.seed)
 
     def periodic(epoch):
         if epoch < cfg.epochs:
             ckpt.save(out_file, kind='dec', models={'Dec': Dec}, cfg=cfg, meta=meta, done=False,
-                      train=ckpt.train_state({'opt': opt}, epoch, cfg.epochs, hist))
+                      train=ckpt.train_state({'opt': opt}, epoch, cfg.epochs, hist,
+                                             generators={'data': gen}))
 
     fit(Dec, opt, feats, pub.images, image_mse, cfg.epochs, cfg.batch_size, gen, 'Dec', hist, 'mse',
         start, periodic)

@@ -63,7 +63,7 @@ class PrivacyCritic:
     """
 
     def __init__(self, img_size, cfg, device, generator):
-        self.D = Critic(img_size, cfg.critic_width).to(device)
+        self.D = runtime.memory_format(Critic(img_size, cfg.critic_width).to(device), cfg)   # (H9)
         self.opt = torch.optim.Adam(self.D.parameters(), lr=cfg.critic_lr, betas=(0.5, 0.999))
         self.gp_weight, self.cfg, self.gen = cfg.gp, cfg, generator
 
@@ -90,7 +90,8 @@ def eps_pii(recon, prior, cfg, device, seed, steps=None):
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     paper = dict(critic_lr=5e-4, critic_batch=32, gp=20.0, gp_high=40.0, critic_width=64)
-    settings = SimpleNamespace(**{k: cfg.get(k, v) for k, v in paper.items()}, n_critic=1)
+    settings = SimpleNamespace(**{k: cfg.get(k, v) for k, v in paper.items()}, n_critic=1,
+                               channels_last=cfg.get('channels_last', False))
     critic = PrivacyCritic(recon.shape[-1], settings, device, gen)
     for _ in range(steps or cfg.eps_steps):
         critic.update(recon.detach(), prior)
@@ -186,7 +187,8 @@ def run(cfg, protection, craft_batch, title):
               f"{log['encg_passes_per_step']} Enc(G) passes + {log.get('hvp_per_step', 0)} HVPs per step)",
               flush=True)
         io.save_torch({'features': res['F'].detach().cpu(), 'names': [split.names[i] for i in b.tolist()],
-                       'z_star': res['z_star'].detach().cpu(), 'log': log}, file)
+                       'z_star': res['z_star'].detach().cpu(), 'log': log,
+                       'provenance': ckpt.output_provenance(out)}, file)    # (H9) what made it
         if k == 0:
             plots.save_rows([x[:16].cpu(), res['recon_raw'][:16].cpu(), res['recon'][:16].cpu()],
                             out / f'grid_{cfg.split}.png')

@@ -19,7 +19,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import metrics  # noqa: E402
-from common import ckpt, config, io, runtime  # noqa: E402
+from common import ckpt, config, dist, io, runtime  # noqa: E402
 from common.train import fit, predict  # noqa: E402
 from Crafter_protection import crafting  # noqa: E402
 from Crafter_protection.models import FeatureClassifier  # noqa: E402
@@ -72,7 +72,9 @@ def main(argv=None):
         tr_clean, tr.attrs, te_clean, te.attrs, tr.attr_names, cfg, device, 'f on clean')
     res.update(n_train=len(tr), n_test=len(te))
     out = crafting.run_dir(cfg, cfg.protection) / 'training_scenario.json'
-    io.write_text(out, json.dumps(res, indent=1) + '\n')
+    if dist.is_main():          # (H9) under torchrun rank 0 writes, the others wait
+        io.write_text(out, json.dumps(res, indent=1) + '\n')
+    dist.barrier()
     print(f"training scenario ({cfg.protection}): mean AUC {res['mean_auc_protected']:.4f} on "
           f"protected features vs {res['mean_auc_clean']:.4f} on clean ones")
     clock.finish('trainClassifier', mean_auc_protected=res['mean_auc_protected'],

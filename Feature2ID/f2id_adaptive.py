@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from common import ckpt, config, runtime  # noqa: E402
+from common import ckpt, config, dist, runtime  # noqa: E402
 from common.train import fit, predict  # noqa: E402
 from Crafter_protection import crafting  # noqa: E402
 from dataset import loader  # noqa: E402
@@ -121,8 +121,10 @@ def main(argv=None):
           f"(clean model) -> {res['val_acc']:.4f} (epoch {best_epoch}; {n_tr} train / {n_va} held-out "
           f"eval_train images)")
     out_file = ckpt.path(cfg, adaptive_name(cfg.protection))
-    ckpt.save(out_file, kind='f2id', models={'f2id': net}, cfg=cfg, meta=meta,
-              metrics={**res, 'history': hist})
+    if dist.is_main():          # (H9) under torchrun rank 0 writes, the others wait
+        ckpt.save(out_file, kind='f2id', models={'f2id': net}, cfg=cfg, meta=meta,
+                  metrics={**res, 'history': hist})
+    dist.barrier()
     clock.finish('f2id_adaptive', out_file.with_suffix('.json'), **res)
     return res
 

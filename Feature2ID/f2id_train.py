@@ -47,14 +47,16 @@ def main(argv=None):
     f_train, f_test = (encode(target.Enc, s, device, out='cpu') for s in (train, test))
     net = FeatureClassifier(train.n_ids, target.feat_shape).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    start, hist = ckpt.resume(cfg, 'f2id.pt', 'f2id', meta, {'f2id': net}, {'opt': opt})
+    gen = torch.Generator().manual_seed(cfg.seed)      # (H9) saved and restored with --resume
+    start, hist = ckpt.resume(cfg, 'f2id.pt', 'f2id', meta, {'f2id': net}, {'opt': opt},
+                              generators={'data': gen})
     out_file = ckpt.path(cfg, 'f2id.pt')
-    gen = torch.Generator().manual_seed(cfg.seed)
 
     def periodic(epoch):
         if epoch < cfg.epochs:
             ckpt.save(out_file, kind='f2id', models={'f2id': net}, cfg=cfg, meta=meta, done=False,
-                      train=ckpt.train_state({'opt': opt}, epoch, cfg.epochs, hist))
+                      train=ckpt.train_state({'opt': opt}, epoch, cfg.epochs, hist,
+                                             generators={'data': gen}))
 
     fit(net, opt, f_train, train.labels, F.cross_entropy, cfg.epochs, cfg.batch_size, gen,
         'Feature2ID', hist, 'loss', start, periodic)

@@ -61,11 +61,11 @@ def main(argv=None):
     net = Oracle(train.n_ids, meta['img_size'], cfg.depth, cfg.stem).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs)
+    gen = torch.Generator().manual_seed(cfg.seed)      # (H9) saved and restored with --resume
     start, hist = ckpt.resume(cfg, 'eval.pkl', 'oracle', meta, {'oracle': net},
-                              {'opt': opt, 'sched': sched})
+                              {'opt': opt, 'sched': sched}, generators={'data': gen})
     hist = hist or {'loss': [], 'test_top1': []}
     model = dist.wrap(runtime.speed_up(net, cfg, device), device)   # (H7) DDP under torchrun
-    gen = torch.Generator().manual_seed(cfg.seed)
     out_file = ckpt.path(cfg, 'eval.pkl')
 
     def test_acc():
@@ -102,7 +102,7 @@ def main(argv=None):
         if dist.is_main():          # (H7) under torchrun rank 0 writes, the others wait
             ckpt.save(out_file, kind='oracle', models={'oracle': net}, cfg=cfg, meta=meta,
                       train=ckpt.train_state({'opt': opt, 'sched': sched}, epoch + 1, cfg.epochs,
-                                             hist),
+                                             hist, generators={'data': gen}),
                       done=False)
         dist.barrier()
 

@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from common import ckpt, config, plots, runtime  # noqa: E402
+from common import ckpt, config, dist, plots, runtime  # noqa: E402
 from Crafter_protection import crafting  # noqa: E402
 from dataset import loader  # noqa: E402
 from WhiteBoxAttack.attacker import HP as ATTACK_HP, invert  # noqa: E402
@@ -196,11 +196,13 @@ def main(argv=None):
     print(f"held-out query loss: unadapted {res['heldout_loss_unadapted']:.5f} -> adapted "
           f"{res['heldout_loss_adapted']:.5f} (epoch {res['best_epoch']} of {res['epochs_run']})")
     out_file = ckpt.path(cfg, adaptive_name(cfg.protection))
-    ckpt.save(out_file, kind='gan', models={'G': G_a, 'D': D}, cfg=cfg, meta=meta, metrics=res)
-    h, t = res['heldout_history'], res['train_history']
-    plots.save_curves({'held-out ||G(z*) - x||^2': (list(range(len(h))), h),
-                       'adapt ||G(z*) - x||^2': (list(range(1, len(t) + 1)), t)},
-                      out_file.with_suffix('.png'), f'adaptive G ({cfg.protection})', xlabel='epoch')
+    if dist.is_main():          # (H9) under torchrun rank 0 writes, the others wait
+        ckpt.save(out_file, kind='gan', models={'G': G_a, 'D': D}, cfg=cfg, meta=meta, metrics=res)
+        h, t = res['heldout_history'], res['train_history']
+        plots.save_curves({'held-out ||G(z*) - x||^2': (list(range(len(h))), h),
+                           'adapt ||G(z*) - x||^2': (list(range(1, len(t) + 1)), t)},
+                          out_file.with_suffix('.png'), f'adaptive G ({cfg.protection})', xlabel='epoch')
+    dist.barrier()
     clock.finish('adaptiveUpdateG', queries=len(pub), saved=str(out_file),
                  **{k: res[k] for k in ('heldout_loss_unadapted', 'heldout_loss_adapted', 'best_epoch')})
     return res

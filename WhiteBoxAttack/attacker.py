@@ -20,6 +20,7 @@ saves the reconstructions and a comparison grid, and scores them with the oracle
 
     python WhiteBoxAttack/attacker.py --preset demo --mode both
 """
+import contextlib
 import sys
 from pathlib import Path
 
@@ -60,18 +61,21 @@ def feature_mse(Enc, G, z, F):
     return (Enc(G(z)) - F).pow(2).flatten(1).mean(1)
 
 
-def invert(Enc, G, F, z0, steps, lr=5e-3, momentum=0.9, D=None, prior_weight=0.0):
+def invert(Enc, G, F, z0, steps, lr=5e-3, momentum=0.9, D=None, prior_weight=0.0, autocast=None):
     """Momentum descent on z from z0 for `steps` iterations; returns (z_star, final MSE).
 
     Each image's loss is summed over the batch, so images do not interact and the result does
-    not depend on the batch size.
+    not depend on the batch size. autocast: a context (runtime.autocast: bf16 on CUDA with --amp)
+    around the forward passes; the loss and z stay fp32.
     """
+    autocast = autocast or contextlib.nullcontext
     z = z0.detach().clone().requires_grad_(True)
     opt = torch.optim.SGD([z], lr=lr, momentum=momentum)
     for _ in range(steps):
-        total = inversion_loss(Enc, G, z, F).sum()
-        if D is not None and prior_weight > 0:
-            total = total - prior_weight * D(G(z)).sum()
+        with autocast():
+            total = inversion_loss(Enc, G, z, F).float().sum()
+            if D is not None and prior_weight > 0:
+                total = total - prior_weight * D(G(z)).float().sum()
         opt.zero_grad(set_to_none=True)
         total.backward()
         opt.step()
@@ -90,6 +94,7 @@ def whitebox(Enc, G, F, cfg, Amor=None, D=None, generator=None, amortized=False)
     amortized: one start at Amor(F), cfg.amor_steps iterations; otherwise cfg.restarts random
     starts of cfg.steps iterations each.
     """
+    from common import runtime
     outs = []
     starts = 1 if amortized else cfg.restarts
     for _ in range(starts):
@@ -100,7 +105,8 @@ def whitebox(Enc, G, F, cfg, Amor=None, D=None, generator=None, amortized=False)
         else:
             z0 = random_start(len(F), G.latent_dim, generator, F.device)
             steps = cfg.steps
-        z, _ = invert(Enc, G, F, z0, steps, cfg.lr, cfg.momentum, D, cfg.prior_weight)
+        z, _ = invert(Enc, G, F, z0, steps, cfg.lr, cfg.momentum, D, cfg.prior_weight,
+                      lambda: runtime.autocast(cfg, F.device))     # (H9) --amp
         with torch.no_grad():
             outs.append(G(z))
     return torch.stack(outs)

@@ -62,10 +62,10 @@ def main(argv=None):
     Amor = Amortizer(G.latent_dim, target.feat_shape, cfg.width).to(device)
     opt = torch.optim.Adam(Amor.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps)
+    gen = torch.Generator().manual_seed(cfg.seed)      # (H9) saved and restored with --resume
     start, hist = ckpt.resume(cfg, cfg.name, 'amor', meta, {'Amor': Amor},
-                              {'opt': opt, 'sched': sched})
+                              {'opt': opt, 'sched': sched}, generators={'data': gen})
     hist = hist or {'loss': []}
-    gen = torch.Generator().manual_seed(cfg.seed)
     out_file = ckpt.path(cfg, cfg.name)
     stem = out_file.stem
 
@@ -94,7 +94,8 @@ def main(argv=None):
             if dist.is_main():          # (H7) under torchrun rank 0 writes, the others wait
                 ckpt.save(out_file, kind='amor', models={'Amor': Amor}, cfg=cfg, meta=meta,
                           done=False, train=ckpt.train_state({'opt': opt, 'sched': sched}, step + 1,
-                                                             cfg.steps, hist, unit='step'))
+                                                             cfg.steps, hist, unit='step',
+                                                             generators={'data': gen}))
             dist.barrier()
     dist.sync(Amor)                     # (H7) rank 0's buffers on every rank
     Amor.eval()

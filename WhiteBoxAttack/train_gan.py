@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from common import ckpt, config, plots, runtime, wgan  # noqa: E402
+from common import ckpt, config, dist, plots, runtime, wgan  # noqa: E402
 from Crafter_protection.models import Critic, Generator  # noqa: E402
 from dataset import loader  # noqa: E402
 
@@ -72,6 +72,7 @@ def main(argv=None):
     start, hist = ckpt.resume(cfg, cfg.name, 'gan', meta, models, {'g': opt_g, 'd': opt_d},
                               generators={'data': gen})
     hist = hist or {'wasserstein': [], 'gp': [], 'g_loss': []}
+    dist.broadcast_params(*models.values())      # (H9) torchrun: every rank starts from rank 0's
     Gs, Ds = runtime.speed_up(G, cfg, device), runtime.speed_up(D, cfg, device)
     z_fixed = torch.randn(64, cfg.latent_dim, generator=torch.Generator().manual_seed(1234)).to(device)
     out_file = ckpt.path(cfg, cfg.name)
@@ -83,6 +84,9 @@ def main(argv=None):
         return runtime.as_input(loader.augment(pub.x(idx), gen, flip=cfg.flip), cfg)
 
     def save(step, done):
+        if not dist.is_main():          # (H9) under torchrun rank 0 writes, the others wait
+            dist.barrier()
+            return
         final = G_ema if G_ema is not None else G
         # periodic: everything --resume needs; final: the prior later stages load
         saved = {'G': final, 'D': D} if done else models
@@ -95,23 +99,31 @@ def main(argv=None):
         with torch.no_grad():
             plots.save_grid(final(z_fixed), sample_file, nrow=8, upscale=2)
         final.train()
+        dist.barrier()
 
     G.train()
     D.train()
-    bar = tqdm(range(start, cfg.g_steps), initial=start, total=cfg.g_steps, desc='WGAN-GP')
+    # (H9) torchrun: every rank draws the same global batches (same streams as one process) and
+    # trains on its rows of them; gradients are averaged by hand (dist.average_grads), because
+    # DistributedDataParallel cannot take the gradient penalty's double backward (create_graph)
+    bar = tqdm(range(start, cfg.g_steps), initial=start, total=cfg.g_steps, desc='WGAN-GP',
+               disable=not dist.is_main())
     for step in bar:
         for _ in range(cfg.n_critic):
             z = torch.randn(cfg.batch_size, cfg.latent_dim, generator=gen).to(device)
             with torch.no_grad(), runtime.autocast(cfg, device):
                 fake = Gs(z).float()
-            w, gp = wgan.critic_step(Ds, opt_d, real_batch(), fake, cfg.gp)
+            w, gp = wgan.critic_step(Ds, opt_d, dist.rows(real_batch()), dist.rows(fake), cfg.gp,
+                                     sync=True)
+            w, gp = dist.mean(w), dist.mean(gp)
         z = torch.randn(cfg.batch_size, cfg.latent_dim, generator=gen).to(device)
         for p in D.parameters():
             p.requires_grad_(False)
         with runtime.autocast(cfg, device):
-            g_loss = -Ds(Gs(z)).float().mean()
+            g_loss = -Ds(Gs(dist.rows(z))).float().mean()
         opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
+        dist.average_grads(G)
         opt_g.step()
         for p in D.parameters():
             p.requires_grad_(True)
@@ -124,13 +136,16 @@ def main(argv=None):
                         pe.copy_(p)
         hist['wasserstein'].append(w)
         hist['gp'].append(gp)
-        hist['g_loss'].append(g_loss.item())
+        hist['g_loss'].append(dist.mean(g_loss.item()))
         if step % 10 == 0:
             bar.set_postfix(W=f'{w:.3f}', gp=f'{gp:.3f}')
         if (step + 1) % cfg.ckpt_every == 0 and step + 1 < cfg.g_steps:
             save(step + 1, done=False)
 
+    dist.sync(G)                # BatchNorm statistics: rank 0's, as saved
     save(cfg.g_steps, done=True)
+    if not dist.is_main():
+        return
     plots.save_curves({'Wasserstein estimate': hist['wasserstein'], 'gradient penalty': hist['gp']},
                       out_file.with_name(f'{stem}_loss.png'), 'WGAN-GP', xlabel='generator step')
     cfg.save(out_file.with_name(f'{stem}_config.json'))

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import config, io
+from common import config, io, runtime
 
 FORMAT = 1
 # checkpoint file -> (README step, script that makes it)
@@ -699,18 +699,19 @@ def aligned_features(file, split, hint='', shape=None):
 def load_target(cfg, meta, device, name='enc.pt'):
     """The target network (Enc and f), frozen; name: enc.pt or a protection's own (AdvLearn)."""
     ck = load(cfg, name, 'enc', meta, expect={'img_size': meta['img_size']})
-    return build(ck, 'net', device)
+    return runtime.memory_format(build(ck, 'net', device), cfg)    # (H9) --channels_last
 
 
 def load_gan(cfg, meta, device, name='gan.pt'):
     """(G, D) of the attacker's prior, frozen."""
     ck = load(cfg, name, 'gan', meta, expect={'img_size': meta['img_size']})
-    return build(ck, 'G', device), build(ck, 'D', device)
+    return (runtime.memory_format(build(ck, 'G', device), cfg),
+            runtime.memory_format(build(ck, 'D', device), cfg))
 
 
 def load_amor(cfg, meta, device, latent_dim, name='amor.pt'):
     ck = load(cfg, name, 'amor', meta, expect={'latent_dim': latent_dim})
-    return build(ck, 'Amor', device)
+    return runtime.memory_format(build(ck, 'Amor', device), cfg)
 
 
 def load_attacker(cfg, meta, device, need_amor=True, enc='enc.pt', gan='gan.pt', amor='amor.pt'):

@@ -103,6 +103,34 @@ def local(batch):
     return batch if w == 1 else batch[rank()::w]
 
 
+def rows(x):
+    """This rank's rows of a global batch tensor (the same split as `local`); alone: x itself."""
+    w = world()
+    return x if w == 1 else x[rank()::w]
+
+
+def average_grads(*models):
+    """Mean gradient over the ranks by hand (all_reduce of every .grad, divided by world()): what
+    DistributedDataParallel does, but also after a double backward (the WGAN-GP penalty takes
+    autograd.grad with create_graph, which DDP does not support). Call between backward() and
+    step(). Alone: nothing."""
+    if not initialized():
+        return
+    for m in models:
+        for p in m.parameters():
+            if p.grad is not None:
+                torch.distributed.all_reduce(p.grad)
+                p.grad.div_(world())
+
+
+def broadcast_params(*models):
+    """Rank 0's parameters and buffers on every rank (a common start); alone: nothing."""
+    if initialized():
+        for m in models:
+            for t in list(m.parameters()) + list(m.buffers()):
+                torch.distributed.broadcast(t.data, 0)
+
+
 def mean(value):
     """The mean of a float over the ranks (itself alone)."""
     if not initialized():

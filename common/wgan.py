@@ -10,13 +10,20 @@ def gradient_penalty(D, real, fake):
     return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
 
 
-def critic_step(D, opt, real, fake, gp_weight):
-    """One critic update; returns (Wasserstein estimate E[D(real)] - E[D(fake)], penalty)."""
+def critic_step(D, opt, real, fake, gp_weight, sync=False):
+    """One critic update; returns (Wasserstein estimate E[D(real)] - E[D(fake)], penalty).
+
+    sync: under torchrun, average the critic's gradient over the ranks (each holding its share of
+    the global batch) before the step; by hand, as DDP cannot take the penalty's double backward.
+    """
     real, fake = real.detach(), fake.detach()
     d_real, d_fake = D(real).mean(), D(fake).mean()
     gp = gradient_penalty(D, real, fake)
     loss = d_fake - d_real + gp_weight * gp
     opt.zero_grad(set_to_none=True)
     loss.backward()
+    if sync:
+        from common import dist
+        dist.average_grads(D)
     opt.step()
     return (d_real - d_fake).item(), gp.item()

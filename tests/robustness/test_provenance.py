@@ -71,6 +71,11 @@ def test_retrained_encoder_makes_its_dependents_stale(tiny, tmp_path):
     _craft(tiny, params, tmp_path)
     feats = _run_folder(tmp_path) / 'features_eval_test.pt'
     assert ckpt.load_features(feats)['provenance']['inputs'].keys() == {'enc.pt', 'gan.pt', 'amor.pt'}
+    # (H9) every crafted batch file carries the provenance of the run that made it
+    batches = sorted(_run_folder(tmp_path).rglob('batches/*.pt'))
+    assert batches
+    for b in batches:
+        assert torch.load(b, weights_only=True)['provenance'] == ckpt.load_features(feats)['provenance']
     before = snapshot(tmp_path / 'crafted')
     new_id = _retrain(params / 'enc.pt')
     cfg, meta = _cfg(tiny, params), loader.load_meta(tiny.data_dir)

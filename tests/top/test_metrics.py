@@ -101,3 +101,19 @@ def test_reconstruction_scores_with_a_perfect_and_a_useless_reconstruction():
     grey = torch.full_like(x, 0.5)
     s = metrics.reconstruction_scores(Oracle(), grey, x, labels)
     assert s['eval_acc'] == pytest.approx(1 / 3)
+
+
+def test_ssim_and_fsim_run_on_the_inputs_device_and_match_piq(monkeypatch):
+    """(H9) SSIM/FSIM are computed where the images are (the GPU at paper scale): piq is handed
+    tensors on x's device, never a CPU copy; on the CPU the scores equal piq's own."""
+    import piq
+    x = faces(3)
+    y = (x + 0.1 * torch.randn(x.shape, generator=torch.Generator().manual_seed(3))).clamp(0, 1)
+    assert torch.equal(metrics.ssim(x, y), piq.ssim(x, y, data_range=1.0, reduction='none', kernel_size=11))
+    assert torch.equal(metrics.fsim(x, y), piq.fsim(x, y, data_range=1.0, reduction='none', chromatic=True))
+    seen = []
+    for name in ('ssim', 'fsim'):
+        monkeypatch.setattr(piq, name, lambda a, b, **kw: seen.append((a.device, b.device)) or torch.zeros(len(a)))
+    xm, ym = x.to('meta'), y.to('meta')
+    metrics.ssim(xm, ym), metrics.fsim(xm, y)        # y on another device follows x
+    assert seen == [(torch.device('meta'), torch.device('meta'))] * 2
