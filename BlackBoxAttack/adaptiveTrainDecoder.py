@@ -24,11 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from BlackBoxAttack.trainDecoder import image_mse  # noqa: E402
-from common import ckpt, config, dist, plots, runtime  # noqa: E402
+from common import ckpt, config, runtime  # noqa: E402
 from common.train import fit  # noqa: E402
 from Crafter_protection import crafting  # noqa: E402
 from dataset import loader  # noqa: E402
-from WhiteBoxAttack.adaptiveUpdateG import query_split  # noqa: E402
+from WhiteBoxAttack.adaptiveUpdateG import query_split, save_adapted  # noqa: E402
 
 # ---- hyperparameters (paper defaults; override with --name value or --preset NAME) ----
 HP = dict(
@@ -119,14 +119,8 @@ def main(argv=None):
     res['protection'] = cfg.protection
     print(f"held-out query loss: unadapted {res['heldout_loss_unadapted']:.5f} -> adapted "
           f"{res['heldout_loss_adapted']:.5f} (epoch {res['best_epoch']} of {res['epochs_run']})")
-    out_file = ckpt.path(cfg, adaptive_name(cfg.protection))
-    if dist.is_main():          # (H9) under torchrun rank 0 writes, the others wait
-        ckpt.save(out_file, kind='dec', models={'Dec': Dec_a}, cfg=cfg, meta=meta, metrics=res)
-        h, t = res['heldout_history'], res['train_history']
-        plots.save_curves({'held-out ||Dec(F) - x||^2': (list(range(len(h))), h),
-                           'adapt ||Dec(F) - x||^2': (list(range(1, len(t) + 1)), t)},
-                          out_file.with_suffix('.png'), f'adaptive Dec ({cfg.protection})', xlabel='epoch')
-    dist.barrier()
+    out_file = save_adapted(cfg, meta, 'dec', {'Dec': Dec_a}, res, adaptive_name(cfg.protection),
+                            '||Dec(F) - x||^2', 'adaptive Dec')
     clock.finish('adaptiveTrainDecoder', pairs=len(pub), saved=str(out_file),
                  **{k: res[k] for k in ('heldout_loss_unadapted', 'heldout_loss_adapted', 'best_epoch')})
     return res

@@ -21,7 +21,6 @@ merges. The features do not depend on the number of workers (each batch's seed i
 import json
 import math
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import torch

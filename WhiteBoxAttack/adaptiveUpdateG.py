@@ -89,6 +89,20 @@ def query_split(n, holdout, seed):
     return perm[n_held:].sort().values, perm[:n_held].sort().values
 
 
+def save_adapted(cfg, meta, kind, models, res, name, loss_label, title):
+    """Write an adapted model (rank 0 only under torchrun) with its held-out and training curves;
+    shared by the adaptive white-box and black-box attacks. Returns the checkpoint path."""
+    out_file = ckpt.path(cfg, name)
+    if dist.is_main():
+        ckpt.save(out_file, kind=kind, models=models, cfg=cfg, meta=meta, metrics=res)
+        h, t = res['heldout_history'], res['train_history']
+        plots.save_curves({f'held-out {loss_label}': (list(range(len(h))), h),
+                           f'adapt {loss_label}': (list(range(1, len(t) + 1)), t)},
+                          out_file.with_suffix('.png'), f'{title} ({cfg.protection})', xlabel='epoch')
+    dist.barrier()
+    return out_file
+
+
 def reconstruct(Enc, G, Amor, F, cfg):
     """The amortized attack with generator G: G(z_star), z_star from Amor(F) (no grads into G)."""
     req = [p.requires_grad for p in G.parameters()]
@@ -195,14 +209,8 @@ def main(argv=None):
     res['protection'] = cfg.protection
     print(f"held-out query loss: unadapted {res['heldout_loss_unadapted']:.5f} -> adapted "
           f"{res['heldout_loss_adapted']:.5f} (epoch {res['best_epoch']} of {res['epochs_run']})")
-    out_file = ckpt.path(cfg, adaptive_name(cfg.protection))
-    if dist.is_main():          # (H9) under torchrun rank 0 writes, the others wait
-        ckpt.save(out_file, kind='gan', models={'G': G_a, 'D': D}, cfg=cfg, meta=meta, metrics=res)
-        h, t = res['heldout_history'], res['train_history']
-        plots.save_curves({'held-out ||G(z*) - x||^2': (list(range(len(h))), h),
-                           'adapt ||G(z*) - x||^2': (list(range(1, len(t) + 1)), t)},
-                          out_file.with_suffix('.png'), f'adaptive G ({cfg.protection})', xlabel='epoch')
-    dist.barrier()
+    out_file = save_adapted(cfg, meta, 'gan', {'G': G_a, 'D': D}, res, adaptive_name(cfg.protection),
+                            '||G(z*) - x||^2', 'adaptive G')
     clock.finish('adaptiveUpdateG', queries=len(pub), saved=str(out_file),
                  **{k: res[k] for k in ('heldout_loss_unadapted', 'heldout_loss_adapted', 'best_epoch')})
     return res

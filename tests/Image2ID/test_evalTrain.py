@@ -1,5 +1,4 @@
 """Step 2 at the tiny preset: the oracle scores images of the private identities."""
-import torch
 
 import metrics
 from dataset import loader

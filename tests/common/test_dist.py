@@ -87,7 +87,6 @@ def test_heartbeat_refreshes_the_claim(tmp_path):
 def _f2id(tiny, tmp_path, name, launcher):
     """Feature2ID trained into its own params folder (a copy of the tiny enc.pt)."""
     import shutil
-    import sys
     from pathlib import Path
     params = tmp_path / name
     params.mkdir()
