@@ -191,8 +191,9 @@ $(foreach l,$(LAMS),$(eval TRAINF_advlearn_lambda$(l) := $(P)/.done_advlearn_$(l
 .SECONDEXPANSION:
 # AdvLearn changes the encoder: the white-box attacker gets an amortizer for Enc_lambda and the
 # adaptive black-box attacker a fresh decoder on (Enc_lambda(x_pub), x_pub) (the paper's 46 %)
-$(P)/.done_attacks_advlearn_%: $(P)/.done_advlearn_% $(P)/.done_gan $(P)/.done_eval
+$(P)/.done_attacks_advlearn_%: $(P)/.done_advlearn_% $(P)/.done_gan $(P)/.done_eval $(P)/.done_gan_a2
 	$(PY) WhiteBoxAttack/trainAmor.py $(ARGS) --enc advlearn_lambda$*.pt --name amor_advlearn_lambda$*.pt
+	$(PY) WhiteBoxAttack/trainAmor.py $(ARGS) --gan gan_a2.pt --enc advlearn_lambda$*.pt --name amor_a2_advlearn_lambda$*.pt
 	$(PY) BlackBoxAttack/trainDecoder.py $(ARGS) --enc advlearn_lambda$*.pt --name dec_adaptive_advlearn_lambda$*.pkl
 	$(PY) WhiteBoxAttack/adaptiveUpdateG.py $(ARGS) --protection advlearn_lambda$* --n_images $(NPUB) && touch $@
 $(P)/.done_adaptive_%: $(P)/.done_amor $(P)/.done_dec $$(QUERIES_$$*)
