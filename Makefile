@@ -83,7 +83,7 @@ else
 DATA    ?= $(if $(filter tiny,$(PRESET)),dataset/tiny,dataset/synthetic32)
 PREPARE := dataset/make_synthetic.py --preset $(if $(filter tiny,$(PRESET)),tiny,demo)
 endif
-# every protection here gets the adaptive attacks (steps 11-12) and adaptive Feature2ID (7c)
+# every protection here gets the adaptive attacks (steps 11-12) and adaptive Feature2ID (12b)
 PROTECT := none crafter_beta$(BETA) zcrafter_beta$(ZBETA) noise_s$(NOISE)
 
 # JOBS: stages run at once (make -j), each with THREADS torch threads (cores / JOBS), so they
@@ -180,7 +180,7 @@ QUERIES_none :=
 QUERIES_crafter_beta$(BETA) := $(P)/.done_crafter_$(BETA)_public
 QUERIES_zcrafter_beta$(ZBETA) := $(P)/.done_zcrafter_$(ZBETA)_public
 QUERIES_noise_s$(NOISE) := $(P)/.done_noise_$(NOISE)_public
-# ... and adaptive Feature2ID (step 7c) for every protection that has eval_train features
+# ... and adaptive Feature2ID (step 12b) for every protection that has eval_train features
 TRAINF_none :=
 TRAINF_crafter_beta$(BETA) := $(P)/.done_crafter_$(BETA)_eval_train
 TRAINF_zcrafter_beta$(ZBETA) := $(P)/.done_zcrafter_$(ZBETA)_eval_train

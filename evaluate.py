@@ -212,7 +212,7 @@ def adaptive_f2id(cfg, meta, device, protection):
     if net is None:
         train_cmd = '' if protection == 'none' else (
             f' (after its eval_train features: {make_command(cfg, protection, "eval_train")})')
-        return None, (f'make it with step 7c of the README: python Feature2ID/f2id_adaptive.py '
+        return None, (f'make it with step 12b of the README: python Feature2ID/f2id_adaptive.py '
                       f'{cfg.overrides_for_command()} --protection {protection}' + train_cmd)
     return net, None
 

@@ -1,4 +1,4 @@
-"""Step 7c: adaptive Feature2ID, the identity classifier adapted to what a protection releases.
+"""Step 12b: adaptive Feature2ID, the identity classifier adapted to what a protection releases.
 
 The attacker's labelled knowledge of the private identities is the eval_train split (the split
 the identity oracle is trained on). Here the attacker sees the protection's *released*
