@@ -45,6 +45,9 @@ HP = dict(
     inner_start='warm',  # warm (previous z_star; ours) | amortized (Amor(F) each step; paper)
     inner_steps=5,       # inner momentum-descent steps per outer step (paper: 80 from Amor(F))
     first_inner_steps=80,  # steps of the very first inner solve from Amor(f0)
+    restart_every=0,     # k > 0: every k outer steps (step 0 included) the inner solve restarts
+                         #   at Amor(F) for first_inner_steps, the amortized attacker's own view,
+                         #   instead of following the warm track (issue 17's lever; 0 = off)
     inner_lr=5e-3,       # as the white-box attacker (lr 5e-3, momentum 0.9)
     inner_momentum=0.9,
     hypergrad='cg',      # cg (ours) | neumann (paper)
@@ -120,9 +123,11 @@ def craft_batch(x, f0, m, cfg, gen, on_step=None):
     n_hvp = 0
     for step in range(cfg.outer_steps):
         # 1. inner problem: the simulated attacker's inversion of the current F
+        restart = cfg.restart_every > 0 and step % cfg.restart_every == 0
         with torch.no_grad():
-            z0 = Amor(F) if cfg.inner_start == 'amortized' else z_star
-        z_star, _ = invert(Enc, G, F.detach(), z0, cfg.inner_steps, cfg.inner_lr,
+            z0 = Amor(F) if cfg.inner_start == 'amortized' or restart else z_star
+        z_star, _ = invert(Enc, G, F.detach(), z0,
+                           cfg.first_inner_steps if restart else cfg.inner_steps, cfg.inner_lr,
                            cfg.inner_momentum)
         # 2. critic updates: reconstructions against prior faces
         z_star.requires_grad_(True)

@@ -39,7 +39,7 @@ HP = dict(
                          #   saw: another seed and another width, with its own amortizer:
                          #   python WhiteBoxAttack/train_gan.py --preset demo --name gan_a2.pt --seed 1 --width A2_WIDTH
                          #   python WhiteBoxAttack/trainAmor.py --preset demo --gan gan_a2.pt --name amor_a2.pt
-                         #   A2_WIDTH (the Makefile's): tiny 12, demo 24, celeba-cpu 24. Per
+                         #   A2_WIDTH (the Makefile's): tiny 12, demo 12, celeba-cpu 24. Per
                          #   generator step, against width 16 / 32: demo 24 costs 2.0x (a few CPU
                          #   minutes at 500 steps), celeba-cpu 48 would cost 1.8x, 24 costs less.
 )

@@ -58,6 +58,7 @@ RANGES = {
     'amor_steps': '>=0', 'eval_amor_steps': '>=0',    # 0 = the amortizer's output, no iteration
     'first_inner_steps': '>=0',                        # 0 = start the inner solve at Amor(f0)
     'attack_steps': '>=0',                             # 0 = attacker.py's preset
+    'restart_every': '>=0',                            # 0 = off (featureCrafter)
     # batch sizes, image counts, widths, sizes
     'batch_size': COUNT, 'critic_batch': COUNT, 'keep_batch': COUNT, 'batch': COUNT,
     'width': COUNT, 'critic_width': COUNT, 'dec_width': COUNT, 'gan_width': COUNT,

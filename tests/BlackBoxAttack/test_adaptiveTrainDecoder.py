@@ -11,6 +11,7 @@ from common import ckpt, config
 from Crafter_protection import crafting
 from dataset import loader
 from WhiteBoxAttack.adaptiveUpdateG import query_split
+from tests.adaptive_helpers import assert_adapted
 
 
 def _check_adapts(tiny, protection, extra=()):
@@ -26,10 +27,7 @@ def _check_adapts(tiny, protection, extra=()):
     Dec_a = ckpt.build(ckpt.load(cfg, A.adaptive_name(protection), 'dec', meta), 'Dec')
     before = A.heldout_loss(Dec0, F[va], pub.images[va])
     after = A.heldout_loss(Dec_a, F[va], pub.images[va])
-    assert abs(before - res['heldout_loss_unadapted']) < 1e-6
-    assert abs(after - res['heldout_loss_adapted']) < 1e-6
-    assert res['best_epoch'] >= 1, 'no epoch improved on the raw decoder: Dec did not adapt'
-    assert after < before, (before, after)
+    assert_adapted(res, before, after, 'raw decoder')
     return res
 
 

@@ -156,3 +156,15 @@ def test_shipped_hypergradient_agrees_with_finite_differences():
     # and the implicit term is what carries it: the direct part alone points elsewhere
     direct = 2 * cfg.beta * (F.detach() - f0) / NF / n
     assert torch.nn.functional.cosine_similarity(direct.flatten(), fd.flatten(), dim=0).item() < 0.5
+
+
+def test_restart_every_step_is_the_papers_amortized_inner_start():
+    """restart_every=1 re-solves from Amor(F) every step: the same F as inner_start='amortized'
+    with first_inner_steps inner steps (fails if the restart is ignored or starts elsewhere)."""
+    world = LinearWorld()
+    over = dict(beta=0.01, outer_steps=6, first_inner_steps=7)
+    restarted, _ = craft(world, 0, restart_every=1, **over)
+    amortized, _ = craft(world, 0, inner_start='amortized', inner_steps=7, **over)
+    warm, _ = craft(world, 0, **over)
+    assert torch.equal(restarted['F'], amortized['F'])
+    assert not torch.allclose(restarted['F'], warm['F'])
