@@ -16,6 +16,7 @@ heartbeat thread (its mtime) while the work runs. A claim is taken over when its
 is older than `timeout_s` (another host died). A takeover first creates `path.takeover.<token>`
 with O_EXCL, so of several processes that find the same stale claim only one takes it.
 """
+import atexit
 import contextlib
 import json
 import os
@@ -54,7 +55,15 @@ def init(device):
     else:
         backend = 'gloo'
     torch.distributed.init_process_group(backend)
+    # leave the group before the interpreter tears down: a gloo group still alive at exit can
+    # abort the process ("terminate called without an active exception", seen once in the tests)
+    atexit.register(_leave)
     return device
+
+
+def _leave():
+    if initialized():
+        torch.distributed.destroy_process_group()
 
 
 def rank():
