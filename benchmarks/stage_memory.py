@@ -12,7 +12,6 @@ folder (only the stage's inputs are copied), so `params/` is never touched.
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys

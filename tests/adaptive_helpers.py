@@ -7,3 +7,20 @@ def assert_adapted(res, before, after, unadapted):
     assert abs(after - res['heldout_loss_adapted']) < 1e-6
     assert res['best_epoch'] >= 1, f'no epoch improved on the {unadapted}: it did not adapt'
     assert after < before, (before, after)
+
+
+def write_public_release(tiny, script, name, transform):
+    """A protection known only by its feature file (crafting's layout): transform(raw features of
+    the tiny public split) written as the public release `name`."""
+    import torch
+
+    from common import ckpt, config
+    from Crafter_protection import crafting
+    from dataset import loader
+    cfg = config.parse(script.HP, script.PRESETS, tiny.args)
+    meta = loader.load_meta(tiny.data_dir)
+    Enc = ckpt.load_target(cfg, meta, 'cpu').Enc
+    pub = loader.load(tiny.data_dir, 'public', 'cpu', meta)
+    with torch.no_grad():
+        F = Enc(pub.x())
+    ckpt.save_features(crafting.feature_file(cfg, name, 'public'), transform(F), pub.names)

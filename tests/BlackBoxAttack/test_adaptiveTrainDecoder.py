@@ -11,7 +11,7 @@ from common import ckpt, config
 from Crafter_protection import crafting
 from dataset import loader
 from WhiteBoxAttack.adaptiveUpdateG import query_split
-from tests.adaptive_helpers import assert_adapted
+from tests.adaptive_helpers import assert_adapted, write_public_release
 
 
 def _check_adapts(tiny, protection, extra=()):
@@ -40,16 +40,9 @@ def test_adapted_decoder_lowers_heldout_query_loss_on_raw_features(tiny):
 def test_adapted_decoder_lowers_heldout_query_loss_on_noisy_release(tiny):
     """A protection known only by its feature file (crafting's layout): Gaussian noise."""
     tiny.ensure('dec')
-    name = 'noisy_test'
-    cfg = config.parse(A.HP, A.PRESETS, tiny.args)
-    meta = loader.load_meta(tiny.data_dir)
-    Enc = ckpt.load_target(cfg, meta, 'cpu').Enc
-    pub = loader.load(tiny.data_dir, 'public', 'cpu', meta)
-    with torch.no_grad():
-        F = Enc(pub.x())
-    noise = torch.randn(F.shape, generator=torch.Generator().manual_seed(0))
-    ckpt.save_features(crafting.feature_file(cfg, name, 'public'), F + 2 * F.std() * noise, pub.names)
-    _check_adapts(tiny, name)
+    write_public_release(tiny, A, 'noisy_test', lambda F: F + 2 * F.std() * torch.randn(
+        F.shape, generator=torch.Generator().manual_seed(0)))
+    _check_adapts(tiny, 'noisy_test')
 
 
 def test_overfitting_is_stopped_on_heldout_queries(tiny):

@@ -4,13 +4,11 @@ The adapted G must lower the attacker's own held-out query loss (the amortized a
 adapted G, ||G(z_star(F)) - x||^2 on held-out public queries) below the unadapted prior's, both
 recomputed here from the saved checkpoints, and never be worse (best epoch kept, epoch 0 included).
 """
-import torch
-
 from common import ckpt, config
 from Crafter_protection import crafting
 from dataset import loader
 from WhiteBoxAttack import adaptiveUpdateG as A
-from tests.adaptive_helpers import assert_adapted
+from tests.adaptive_helpers import assert_adapted, write_public_release
 
 
 def _setup(tiny, protection, extra=()):
@@ -44,15 +42,8 @@ def test_adapted_G_lowers_heldout_query_loss_on_a_perturbed_release(tiny):
     """A protection known only by its feature file (crafting's layout): raw features scaled and
     shifted, a release the attacker's G can learn to undo."""
     tiny.ensure('amor')
-    name = 'scaled_test'
-    cfg = config.parse(A.HP, A.PRESETS, tiny.args)
-    meta = loader.load_meta(tiny.data_dir)
-    Enc = ckpt.load_target(cfg, meta, 'cpu').Enc
-    pub = loader.load(tiny.data_dir, 'public', 'cpu', meta)
-    with torch.no_grad():
-        F = Enc(pub.x())
-    ckpt.save_features(crafting.feature_file(cfg, name, 'public'), 0.5 * F + 0.5 * F.std(), pub.names)
-    _check_adapts(tiny, name)
+    write_public_release(tiny, A, 'scaled_test', lambda F: 0.5 * F + 0.5 * F.std())
+    _check_adapts(tiny, 'scaled_test')
 
 
 def test_best_epoch_is_kept_so_adapting_never_hurts(tiny):
