@@ -112,11 +112,6 @@ def find_protections(cfg):
 
 def make_command(cfg, protection, split):
     """The command that writes a protection's features of a split."""
-    if noise.is_randomised(protection):
-        return noise.command(cfg, protection, split).removeprefix('make it with: ')
-    if ckpt.changes_encoder(protection):
-        lam = protection.split('lambda')[-1]
-        return f'python Baselines/advLearning.py {cfg.overrides_for_command()} --lam {lam}'
     return crafting.craft_command(cfg, protection, split)
 
 

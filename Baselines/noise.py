@@ -86,14 +86,8 @@ def feature_std(Enc, public, n_images, device):
 def read_release(cfg, protection, split_name):
     """(sigma, std) a noise protection's feature file was made with."""
     obj = ckpt.load_features(crafting.feature_file(cfg, protection, split_name),
-                             command(cfg, protection, split_name))
+                             crafting.craft_command(cfg, protection, split_name))
     return float(obj['sigma']), float(obj['std'])
-
-
-def command(cfg, protection, split):
-    sigma = protection.split('noise_s')[-1]
-    return (f'make it with: python Baselines/noise.py {cfg.overrides_for_command()} --sigma {sigma} '
-            f'--split {split}').replace('  ', ' ')
 
 
 def main(argv=None):

@@ -355,7 +355,14 @@ def feature_file(cfg, protection, split):
 
 
 def craft_command(cfg, protection, split):
-    """The command that makes a protection's features of a split (for 'missing input' rows)."""
+    """The command that makes a protection's features of a split (for 'missing input' rows):
+    Baselines/noise.py, Baselines/advLearning.py, zCrafter.py or featureCrafter.py."""
+    if protection.startswith('noise_s'):
+        return (f'python Baselines/noise.py {cfg.overrides_for_command()} '
+                f'--sigma {protection[len("noise_s"):]} --split {split}').replace('  ', ' ')
+    if ckpt.changes_encoder(protection):
+        return (f'python Baselines/advLearning.py {cfg.overrides_for_command()} '
+                f'--lam {protection.split("lambda")[-1]}').replace('  ', ' ')
     script = 'zCrafter.py' if protection.startswith('zcrafter') else 'featureCrafter.py'
     beta = protection.split('beta')[-1] if 'beta' in protection else '1'
     return (f'python Crafter_protection/{script} {cfg.overrides_for_command()} --beta {beta} '

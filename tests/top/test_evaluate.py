@@ -144,3 +144,16 @@ def test_evaluate_on_tiny_a3_and_an_encoder_changing_protection(tiny, tmp_path):
         want = metrics.linkage_scores(own.f(feats).sigmoid(), prof, test.labels)
     assert a['attacks']['attribute_linkage']['eval_acc'] == pytest.approx(want['eval_acc'])
     assert 'whitebox_a2' in a['skipped']
+
+
+def test_missing_feature_hints_name_the_script_that_makes_them():
+    from common import config
+    from Crafter_protection import crafting, featureCrafter
+    cfg = config.parse(featureCrafter.HP, featureCrafter.PRESETS, ['--preset', 'demo'])
+    assert 'Baselines/noise.py' in crafting.craft_command(cfg, 'noise_s2.5', 'public')
+    assert '--sigma 2.5 --split public' in crafting.craft_command(cfg, 'noise_s2.5', 'public')
+    assert 'Baselines/advLearning.py' in crafting.craft_command(cfg, 'advlearn_lambda0.9', 'eval_test')
+    assert '--lam 0.9' in crafting.craft_command(cfg, 'advlearn_lambda0.9', 'eval_test')
+    assert 'zCrafter.py' in crafting.craft_command(cfg, 'zcrafter_beta1', 'eval_test')
+    cmd = crafting.craft_command(cfg, 'crafter_beta0.3', 'eval_train')
+    assert 'featureCrafter.py' in cmd and '--beta 0.3 --split eval_train' in cmd
