@@ -110,11 +110,6 @@ def find_protections(cfg):
     return ['none'] + sorted(found, key=order_key)
 
 
-def make_command(cfg, protection, split):
-    """The command that writes a protection's features of a split."""
-    return crafting.craft_command(cfg, protection, split)
-
-
 def _optional(cfg, meta, name, kind, device, model):
     ck = ckpt.load(cfg, name, kind, meta, required=False)
     return ckpt.build(ck, model, device) if ck else None
@@ -206,7 +201,7 @@ def adaptive_f2id(cfg, meta, device, protection):
     net = _optional(cfg, meta, adaptive_name(protection), 'f2id', device, 'f2id')
     if net is None:
         train_cmd = '' if protection == 'none' else (
-            f' (after its eval_train features: {make_command(cfg, protection, "eval_train")})')
+            f' (after its eval_train features: {crafting.craft_command(cfg, protection, "eval_train")})')
         return None, (f'make it with step 12b of the README: python Feature2ID/f2id_adaptive.py '
                       f'{cfg.overrides_for_command()} --protection {protection}' + train_cmd)
     return net, None
@@ -562,13 +557,13 @@ def main(argv=None):
         why = None
         if ckpt.changes_encoder(protection) and not ckpt.path(cfg, ckpt.protection_enc(protection)).exists():
             why = (f'{ckpt.protection_enc(protection)} is missing; make it with: '
-                   f'{make_command(cfg, protection, "eval_test")}')
+                   f'{crafting.craft_command(cfg, protection, "eval_test")}')
         elif protection != 'none':
             file = crafting.feature_file(cfg, protection, 'eval_test')
             have = crafting.covered(cfg, protection, test) if file.exists() else []
             if len(have) != len(test):
                 why = (f'its features cover {len(have)} of the {len(test)} evaluation images; make them '
-                       f'with: {make_command(cfg, protection, "eval_test")} --n_per_id {cfg.n_per_id}')
+                       f'with: {crafting.craft_command(cfg, protection, "eval_test")} --n_per_id {cfg.n_per_id}')
         if why:
             result['skipped_protections'][protection] = why
             print(f'skipped {protection}: {why}')

@@ -83,19 +83,10 @@ def feature_std(Enc, public, n_images, device):
     return encode(Enc, sub, device).float().std().item()
 
 
-def read_release(cfg, protection, split_name):
-    """(sigma, std) a noise protection's feature file was made with."""
-    obj = ckpt.load_features(crafting.feature_file(cfg, protection, split_name),
-                             crafting.craft_command(cfg, protection, split_name))
-    return float(obj['sigma']), float(obj['std'])
-
-
 def main(argv=None):
     cfg = config.parse(HP, PRESETS, argv, description=__doc__)
     if cfg.split not in ('eval_test', 'eval_train', 'private', 'public'):
         raise config.ConfigError(f'--split {cfg.split!r}: expected eval_test, eval_train, private or public')
-    if cfg.sigma < 0:
-        raise config.ConfigError(f'--sigma {cfg.sigma}: must be >= 0')
     device, clock = runtime.start(cfg, 'noise')
     meta = loader.load_meta(cfg.data_dir)
     Enc = ckpt.load_target(cfg, meta, device).Enc
