@@ -1,12 +1,13 @@
 """Step 12: the adaptive black-box attack: fine-tune Dec on protected features.
 
-The attacker queries the protection with Q of its own public faces (one per identity, the same Q
-for every protection) and holds out a part of them (`holdout`); it never sees the oracle or a
-private image. Starting from the raw decoder params/dec.pkl it trains up to `epochs` more
-epochs (paper: 70) on the other (protected feature, image) pairs, measures the image L2 of the
-held-out pairs after every epoch and keeps the best decoder, the unadapted one included (epoch
-0), stopping after `patience` epochs without improvement. So adapting can only help on the
-attacker's own data: 70 plain epochs on 64 pairs overfit noise features (top-1 0.58 -> 0.18).
+The attacker queries the protection with Q of its own public faces (`n_per_id` per identity, one
+by default; the same Q for every protection) and holds out a part of them (`holdout`); it never
+sees the oracle or a private image. Starting from the raw decoder params/dec.pkl it trains up to
+`epochs` more epochs (paper: 70) on the other (protected feature, image) pairs, measures the
+image L2 of the held-out pairs after every epoch and keeps the best decoder, the unadapted one
+included (epoch 0), stopping after `patience` epochs without improvement. So adapting can only
+help on the attacker's own data: 70 plain epochs on 64 pairs overfit noise features (top-1 0.58
+-> 0.18).
 
 Works for any protection (none, crafter_beta<b>, zcrafter_beta<b>, noise_s<s>,
 advlearn_lambda<l>; the released public features come from the protection's feature file, a
@@ -33,7 +34,8 @@ from WhiteBoxAttack.adaptiveUpdateG import query_split, save_adapted  # noqa: E4
 # ---- hyperparameters (paper defaults; override with --name value or --preset NAME) ----
 HP = dict(
     protection='none',   # none | crafter_beta<b> | zcrafter_beta<b> | noise_s<s> | advlearn_lambda<l>
-    n_images=256,        # Q: public queries, one image per identity (the same for every protection)
+    n_images=256,        # Q: public queries (the same for every protection)
+    n_per_id=1,          # public images per identity among them (> 1 when Q exceeds the ids)
     holdout=0.25,        # part of the queries kept for validation (early stopping)
     epochs=70,           # at most this many more epochs (paper: 70)
     patience=10,         # stop after this many epochs without a better held-out loss
@@ -111,7 +113,7 @@ def main(argv=None):
     ck = ckpt.load(cfg, cfg.dec, 'dec', meta)
     Dec = runtime.memory_format(ckpt.build(ck, 'Dec', device, eval_mode=False), cfg)   # (H9)
     pub = loader.load(cfg.data_dir, 'public', device, meta)
-    pub = crafting.public_queries(cfg, cfg.protection, pub, cfg.n_images)
+    pub = crafting.public_queries(cfg, cfg.protection, pub, cfg.n_images, cfg.n_per_id)
     feats = crafting.protected_features(cfg, cfg.protection, pub, Enc, device)
     print(f'adapting Dec to {cfg.protection} with {len(pub)} protected public pairs')
     gen = torch.Generator().manual_seed(cfg.seed)

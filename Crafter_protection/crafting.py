@@ -20,6 +20,7 @@ merges. The features do not depend on the number of workers (each batch's seed i
 """
 import json
 import math
+import sys
 import time
 from types import SimpleNamespace
 
@@ -381,12 +382,20 @@ def protected_features(cfg, protection, split, Enc, device):
     return ckpt.aligned_features(file, split, craft_command(cfg, protection, split.name)).to(device)
 
 
-def public_queries(cfg, protection, public, n_images):
-    """The adaptive attacker's queries: one public image per identity, the first n_images, the
-    same rule the crafter's --split public --n_per_id 1 --n_images N uses; restricted to what
-    the protection's feature file holds."""
-    chosen = select(public, SimpleNamespace(n_per_id=1, n_images=n_images, seed=cfg.seed))
-    return covered(cfg, protection, chosen)
+def public_queries(cfg, protection, public, n_images, n_per_id=1):
+    """The adaptive attacker's queries: n_per_id public images per identity, the first n_images,
+    the same rule the crafter's --split public --n_per_id K --n_images N uses; restricted to what
+    the protection's feature file holds. Says so when that is fewer than asked (Q above the
+    number of public identities needs n_per_id > 1), rather than quietly using fewer."""
+    chosen = select(public, SimpleNamespace(n_per_id=n_per_id, n_images=n_images, seed=cfg.seed))
+    got = covered(cfg, protection, chosen)
+    if len(got) < n_images:
+        why = (f'the protection released {len(got)} of them (rerun its --split public with '
+               f'--n_per_id {n_per_id} --n_images {n_images})' if len(got) < len(chosen) else
+               f'{n_per_id} per identity gives {len(chosen)} (raise --n_per_id)')
+        print(f'warning: asked for {n_images} public queries of {protection}; {why}: '
+              f'using {len(got)}', file=sys.stderr)
+    return got
 
 
 def covered(cfg, protection, split):

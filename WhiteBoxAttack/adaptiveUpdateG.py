@@ -1,15 +1,15 @@
 """Step 11: the adaptive white-box attack (paper, Appendix E, A1): the attacker adapts G.
 
-The attacker queries the protection with Q of its own public faces (one per identity, the same
-Q for every protection) and holds out a part of them (`holdout`) to validate on; it never sees
-the oracle or a private image. On the rest it inverts the protected features as its amortized
-attack does (start Amor(F), `amor_steps` momentum steps) and updates G so that G(z_star) matches
-the faces it sent: minimise ||G(z_star) - x||^2, plus `keep_weight` times ||G(z) - G0(z)||^2 on
-random z (G0: the prior before adaptation), which keeps G a face generator away from the
-queries. After every epoch it runs the attack as evaluated (re-inverting with the current G) on
-the held-out queries and keeps the G with the lowest held-out image error, the unadapted prior
-included (epoch 0), so adapting can only help on the attacker's own data; it stops after
-`patience` epochs without improvement.
+The attacker queries the protection with Q of its own public faces (`n_per_id` per identity, one
+by default; the same Q for every protection) and holds out a part of them (`holdout`) to
+validate on; it never sees the oracle or a private image. On the rest it inverts the protected
+features as its amortized attack does (start Amor(F), `amor_steps` momentum steps) and updates G
+so that G(z_star) matches the faces it sent: minimise ||G(z_star) - x||^2, plus `keep_weight`
+times ||G(z) - G0(z)||^2 on random z (G0: the prior before adaptation), which keeps G a face
+generator away from the queries. After every epoch it runs the attack as evaluated (re-inverting
+with the current G) on the held-out queries and keeps the G with the lowest held-out image
+error, the unadapted prior included (epoch 0), so adapting can only help on the attacker's own
+data; it stops after `patience` epochs without improvement.
 
 Why this schedule (demo models, Q = 128: 96 to adapt on, 32 held out; held-out loss of the
 unadapted prior 0.01070 on raw features, 0.01621 on noise_s3): the paper's RMSprop lr 1e-3
@@ -46,7 +46,8 @@ from WhiteBoxAttack.attacker import HP as ATTACK_HP, invert  # noqa: E402
 # ---- hyperparameters (paper defaults; override with --name value or --preset NAME) ----
 HP = dict(
     protection='none',   # none | crafter_beta<b> | zcrafter_beta<b> | noise_s<s> | advlearn_lambda<l>
-    n_images=256,        # Q: public queries, one image per identity (the same for every protection)
+    n_images=256,        # Q: public queries (the same for every protection)
+    n_per_id=1,          # public images per identity among them (> 1 when Q exceeds the ids)
     holdout=0.25,        # part of the queries kept for validation (early stopping)
     epochs=10,           # at most this many passes over the other queries (not stated in the paper)
     patience=3,          # stop after this many epochs without a better held-out loss
@@ -201,7 +202,7 @@ def main(argv=None):
     meta = loader.load_meta(cfg.data_dir)
     Enc, G, D, Amor = attacker_models(cfg, meta, device, cfg.protection)
     pub = loader.load(cfg.data_dir, 'public', device, meta)
-    pub = crafting.public_queries(cfg, cfg.protection, pub, cfg.n_images)
+    pub = crafting.public_queries(cfg, cfg.protection, pub, cfg.n_images, cfg.n_per_id)
     feats = crafting.protected_features(cfg, cfg.protection, pub, Enc, device)
     print(f'adapting G to {cfg.protection} with {len(pub)} protected public queries')
     gen = torch.Generator().manual_seed(cfg.seed)
