@@ -6,7 +6,6 @@ the protection's release gives must say so (it used to drop to one per identity 
 from collections import Counter
 
 from Baselines import noise
-from common import config
 from Crafter_protection import crafting
 from dataset import loader
 
