@@ -150,7 +150,12 @@ $(P)/.done_gan_a2: $(DATA)/dataset.json
 $(P)/.done_amor_a2: $(P)/.done_enc $(P)/.done_gan_a2
 	$(PY) WhiteBoxAttack/trainAmor.py $(ARGS) --gan gan_a2.pt --name amor_a2.pt --resume && touch $@
 
-STAGES := gan enc eval amor attack dec f2id gan_a2 amor_a2  # longest chain (gan -> amor -> crafting) first
+# step 11a: the adaptive attacker's own identity model, on public identities only (steps 11, 12
+# early-stop and steer adaptation on identity with it)
+$(P)/.done_attacker_id: $(DATA)/dataset.json
+	$(PY) Image2ID/evalTrain.py $(ARGS) --split public --name attacker_id.pkl --resume && touch $@
+
+STAGES := gan enc eval amor attack dec f2id gan_a2 amor_a2 attacker_id  # longest chain (gan -> amor -> crafting) first
 stages: $(addprefix $(P)/.done_,$(STAGES))
 
 # ---- steps 8-10: protections (each run resumes its finished batches) --------------------------
@@ -198,12 +203,13 @@ $(foreach l,$(LAMS),$(eval TRAINF_advlearn_lambda$(l) := $(P)/.done_advlearn_$(l
 .SECONDEXPANSION:
 # AdvLearn changes the encoder: the white-box attacker gets an amortizer for Enc_lambda and the
 # adaptive black-box attacker a fresh decoder on (Enc_lambda(x_pub), x_pub) (the paper's 46 %)
-$(P)/.done_attacks_advlearn_%: $(P)/.done_advlearn_% $(P)/.done_gan $(P)/.done_eval $(P)/.done_gan_a2
+$(P)/.done_attacks_advlearn_%: $(P)/.done_advlearn_% $(P)/.done_gan $(P)/.done_eval $(P)/.done_gan_a2 \
+                               $(P)/.done_attacker_id
 	$(PY) WhiteBoxAttack/trainAmor.py $(ARGS) --enc advlearn_lambda$*.pt --name amor_advlearn_lambda$*.pt
 	$(PY) WhiteBoxAttack/trainAmor.py $(ARGS) --gan gan_a2.pt --enc advlearn_lambda$*.pt --name amor_a2_advlearn_lambda$*.pt
 	$(PY) BlackBoxAttack/trainDecoder.py $(ARGS) --enc advlearn_lambda$*.pt --name dec_adaptive_advlearn_lambda$*.pkl
 	$(PY) WhiteBoxAttack/adaptiveUpdateG.py $(ARGS) --protection advlearn_lambda$* --n_images $(NPUB) && touch $@
-$(P)/.done_adaptive_%: $(P)/.done_amor $(P)/.done_dec $$(QUERIES_$$*)
+$(P)/.done_adaptive_%: $(P)/.done_amor $(P)/.done_dec $(P)/.done_attacker_id $$(QUERIES_$$*)
 	$(PY) WhiteBoxAttack/adaptiveUpdateG.py $(ARGS) --protection $* --n_images $(NPUB)
 	$(PY) BlackBoxAttack/adaptiveTrainDecoder.py $(ARGS) --protection $* --n_images $(NPUB) && touch $@
 $(P)/.done_f2id_adaptive_%: $(P)/.done_f2id $$(TRAINF_$$*)

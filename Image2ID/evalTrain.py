@@ -5,6 +5,13 @@ tested here on the clean eval_test images (top-1 / top-5). ResNet trunk of confi
 (the paper: 152) with the authors' MLP head (-> 300 -> 200 -> #ids). Saves params/eval.pkl.
 
     python Image2ID/evalTrain.py --preset demo
+
+Step 11a, `--split public --name attacker_id.pkl`: the same network trained by the attacker on
+its own public identities (never a private one), tested on one held-out public image per
+identity. The adaptive attacks (steps 11, 12) compare its embeddings of a reconstruction and of
+the query image to steer and early-stop adaptation on identity rather than on pixels.
+
+    python Image2ID/evalTrain.py --preset demo --split public --name attacker_id.pkl
 """
 import sys
 from pathlib import Path
@@ -25,6 +32,7 @@ HP = dict(
     depth=152,           # ResNet trunk depth: 18, 34, 50, 101 or 152 (paper: 152)
     stem='imagenet',     # 'imagenet' (7x7 s2 + maxpool) or 'small' (3x3 s1 + maxpool) for 32 px
     epochs=120,          # paper: 120
+    public_epochs=20,    # epochs with --split public (6x the images of eval_train; not in the paper)
     batch_size=64,       # paper: 64
     lr=1e-3,             # Adam (paper: 1e-3, weight decay 1e-4)
     weight_decay=1e-4,
@@ -35,11 +43,13 @@ HP = dict(
     brightness=0.0,
     label_smoothing=0.0,
     resume=False,
+    split='eval_train',  # eval_train: the oracle | public: the attacker's own identity model
+    name='eval.pkl',     # checkpoint file (attacker_id.pkl for --split public)
 )
 PRESETS = {
-    'tiny': dict(depth=18, epochs=2, batch_size=32),
-    'demo': dict(depth=18, stem='small', epochs=12),
-    'celeba-cpu': dict(depth=18, stem='small', epochs=30),
+    'tiny': dict(depth=18, epochs=2, public_epochs=2, batch_size=32),
+    'demo': dict(depth=18, stem='small', epochs=12, public_epochs=3),
+    'celeba-cpu': dict(depth=18, stem='small', epochs=30, public_epochs=4),
 }
 # -----------------------------------------------------------------------------------------
 
@@ -51,22 +61,43 @@ def load_oracle(cfg, meta, device, name='eval'):
     return ckpt.build(ck, 'oracle', device)
 
 
+def public_split(pub, seed):
+    """(train, test) of the public images: one held-out image per identity that has two or more
+    (the attacker's identity model is tested on faces it did not train on)."""
+    labels = pub.labels.cpu()
+    counts = torch.bincount(labels, minlength=int(labels.max()) + 1)
+    held = loader.per_identity(pub, 1, seed)
+    held = held[counts[labels[held]] >= 2]
+    keep = torch.ones(len(pub), dtype=torch.bool)
+    keep[held] = False
+    return pub.subset(torch.nonzero(keep).flatten()), pub.subset(held)
+
+
 def main(argv=None):
     cfg = config.parse(HP, PRESETS, argv, description=__doc__)
+    if cfg.split not in ('eval_train', 'public'):
+        raise config.ConfigError(f"--split {cfg.split!r}: expected 'eval_train' (the oracle) or "
+                                 f"'public' (the attacker's identity model)")
     device, clock = runtime.start(cfg, 'evalTrain')
     meta = loader.load_meta(cfg.data_dir)
-    train = loader.load(cfg.data_dir, 'eval_train', device, meta)
-    test = loader.load(cfg.data_dir, 'eval_test', device, meta)
+    if cfg.split == 'public':
+        train, test = public_split(loader.load(cfg.data_dir, 'public', device, meta), cfg.seed)
+    else:
+        train = loader.load(cfg.data_dir, 'eval_train', device, meta)
+        test = loader.load(cfg.data_dir, 'eval_test', device, meta)
+    stem = Path(cfg.name).stem
+    epochs = cfg.epochs if cfg.split == 'eval_train' else cfg.public_epochs
+    test_label = 'eval_test' if cfg.split == 'eval_train' else 'held-out public'
 
     net = Oracle(train.n_ids, meta['img_size'], cfg.depth, cfg.stem).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
     gen = torch.Generator().manual_seed(cfg.seed)      # (H9) saved and restored with --resume
-    start, hist = ckpt.resume(cfg, 'eval.pkl', 'oracle', meta, {'oracle': net},
+    start, hist = ckpt.resume(cfg, cfg.name, 'oracle', meta, {'oracle': net},
                               {'opt': opt, 'sched': sched}, generators={'data': gen})
     hist = hist or {'loss': [], 'test_top1': []}
     model = dist.wrap(runtime.speed_up(net, cfg, device), device)   # (H7) DDP under torchrun
-    out_file = ckpt.path(cfg, 'eval.pkl')
+    out_file = ckpt.path(cfg, cfg.name)
 
     def test_acc():
         dist.sync(net)              # (H7) rank 0's BatchNorm statistics on every rank
@@ -74,11 +105,11 @@ def main(argv=None):
         logits, _ = metrics.oracle_outputs(net, test.x())
         return metrics.topk_accuracy(logits, test.labels.cpu(), (1, 5))
 
-    for epoch in range(start, cfg.epochs):
+    for epoch in range(start, epochs):
         net.train()
         total, n = 0.0, 0
         bar = tqdm(loader.batches(len(train), cfg.batch_size, True, gen, drop_last=True),
-                   total=len(train) // cfg.batch_size, desc=f'epoch {epoch + 1}/{cfg.epochs}',
+                   total=len(train) // cfg.batch_size, desc=f'epoch {epoch + 1}/{epochs}',
                    disable=not dist.is_main())
         for b in bar:
             b = b.to(device)
@@ -98,24 +129,25 @@ def main(argv=None):
         sched.step()
         hist['loss'].append(dist.mean(total / max(n, 1)))
         hist['test_top1'].append(test_acc()[1])
-        print(f'epoch {epoch + 1}: loss {hist["loss"][-1]:.3f}  eval_test top-1 {hist["test_top1"][-1]:.3f}')
+        print(f'epoch {epoch + 1}: loss {hist["loss"][-1]:.3f}  {test_label} top-1 {hist["test_top1"][-1]:.3f}')
         if dist.is_main():          # (H7) under torchrun rank 0 writes, the others wait
             ckpt.save(out_file, kind='oracle', models={'oracle': net}, cfg=cfg, meta=meta,
-                      train=ckpt.train_state({'opt': opt, 'sched': sched}, epoch + 1, cfg.epochs,
+                      train=ckpt.train_state({'opt': opt, 'sched': sched}, epoch + 1, epochs,
                                              hist, generators={'data': gen}),
                       done=False)
         dist.barrier()
 
     acc = test_acc()
     res = {'top1': acc[1], 'top5': acc[5], 'n_ids': train.n_ids, 'chance': 1 / train.n_ids,
-           'n_test': len(test)}
+           'n_test': len(test), 'split': cfg.split}
     if dist.is_main():              # (H7) under torchrun rank 0 writes, the others wait
         ckpt.save(out_file, kind='oracle', models={'oracle': net}, cfg=cfg, meta=meta, metrics=res)
-        plots.save_curves({'train loss': hist['loss'], 'eval_test top-1': hist['test_top1']},
-                          out_file.with_name('eval_curves.png'), 'identity oracle', xlabel='epoch')
-        cfg.save(out_file.with_name('eval_config.json'))
+        title = 'identity oracle' if cfg.split == 'eval_train' else "attacker's identity model"
+        plots.save_curves({'train loss': hist['loss'], f'{test_label} top-1': hist['test_top1']},
+                          out_file.with_name(f'{stem}_curves.png'), title, xlabel='epoch')
+        cfg.save(out_file.with_name(f'{stem}_config.json'))
     dist.barrier()
-    clock.finish('evalTrain', out_file.with_name('eval_report.json'), **res)
+    clock.finish('evalTrain', out_file.with_name(f'{stem}_report.json'), **res)
     return res
 
 

@@ -25,6 +25,8 @@ PRODUCERS = {
     'enc.pt': (1, 'Crafter_protection/trainTargetNet.py'),
     'eval.pkl': (2, 'Image2ID/evalTrain.py'),
     'facenet.pkl': (2, 'Image2ID/facenetTrain.py'),
+    # the adaptive attacker's own identity model, on public identities (steps 11, 12 use it)
+    'attacker_id.pkl': ('11a', 'Image2ID/evalTrain.py --split public --name attacker_id.pkl'),
     'gan.pt': (3, 'WhiteBoxAttack/train_gan.py'),
     'amor.pt': (4, 'WhiteBoxAttack/trainAmor.py'),
     'dec.pkl': (6, 'BlackBoxAttack/trainDecoder.py'),

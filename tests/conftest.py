@@ -16,6 +16,7 @@ class TinyRun:
     ORDER = {
         'data': [], 'enc': ['data'], 'eval': ['data'], 'gan': ['data'], 'amor': ['enc', 'gan'],
         'attack': ['amor', 'eval'], 'dec': ['enc', 'eval'], 'f2id': ['enc'],
+        'attacker_id': ['data'],
     }
 
     def __init__(self, root):
@@ -42,6 +43,9 @@ class TinyRun:
             from Crafter_protection import trainTargetNet as s
         elif stage == 'eval':
             from Image2ID import evalTrain as s
+        elif stage == 'attacker_id':
+            from Image2ID import evalTrain as s
+            return s.main(self.args + ['--split', 'public', '--name', 'attacker_id.pkl'])
         elif stage == 'gan':
             from WhiteBoxAttack import train_gan as s
         elif stage == 'amor':

@@ -1,8 +1,9 @@
 """Step 12 at the tiny preset: the adaptive black-box decoder really adapts.
 
-The adapted Dec must lower the attacker's own held-out query loss (||Dec(F) - x||^2 on held-out
-public queries) below the raw decoder's, recomputed here from the saved checkpoints, and never
-be worse than it (the best epoch is kept, epoch 0 included).
+The adapted Dec must lower the attacker's own held-out query loss (on held-out public queries:
+by default the identity distance of the attacker's own identity model, step 11a, with --select
+pixels ||Dec(F) - x||^2) below the raw decoder's, recomputed here from the saved checkpoints,
+and never be worse than it (the best epoch is kept, epoch 0 included).
 """
 import torch
 
@@ -10,7 +11,7 @@ from BlackBoxAttack import adaptiveTrainDecoder as A
 from common import ckpt, config
 from Crafter_protection import crafting
 from dataset import loader
-from WhiteBoxAttack.adaptiveUpdateG import query_split
+from WhiteBoxAttack.adaptiveUpdateG import identity_model, query_split
 from tests.adaptive_helpers import assert_adapted, write_public_release
 
 
@@ -25,21 +26,30 @@ def _check_adapts(tiny, protection, extra=()):
     _, va = query_split(len(F), cfg.holdout, cfg.seed)
     Dec0 = ckpt.build(ckpt.load(cfg, 'dec.pkl', 'dec', meta), 'Dec')
     Dec_a = ckpt.build(ckpt.load(cfg, A.adaptive_name(protection), 'dec', meta), 'Dec')
-    before = A.heldout_loss(Dec0, F[va], pub.images[va])
-    after = A.heldout_loss(Dec_a, F[va], pub.images[va])
+    idnet = identity_model(cfg, meta, 'cpu')
+    before = A.heldout_loss(Dec0, F[va], pub.images[va], cfg, idnet)
+    after = A.heldout_loss(Dec_a, F[va], pub.images[va], cfg, idnet)
     assert_adapted(res, before, after, 'raw decoder')
     return res
 
 
-def test_adapted_decoder_lowers_heldout_query_loss_on_raw_features(tiny):
+def test_adapted_decoder_lowers_heldout_identity_distance_on_raw_features(tiny):
     tiny.ensure('dec')
+    tiny.ensure('attacker_id')
     res = _check_adapts(tiny, 'none')
-    assert res['pairs'] == 16 and res['heldout_pairs'] == 4
+    assert res['select'] == 'identity' and res['pairs'] == 16 and res['heldout_pairs'] == 4
+
+
+def test_adapted_decoder_lowers_heldout_pixel_loss_on_raw_features(tiny):
+    tiny.ensure('dec')
+    res = _check_adapts(tiny, 'none', ['--select', 'pixels', '--id_weight', '0'])
+    assert res['select'] == 'pixels'
 
 
 def test_adapted_decoder_lowers_heldout_query_loss_on_noisy_release(tiny):
     """A protection known only by its feature file (crafting's layout): Gaussian noise."""
     tiny.ensure('dec')
+    tiny.ensure('attacker_id')
     write_public_release(tiny, A, 'noisy_test', lambda F: F + 2 * F.std() * torch.randn(
         F.shape, generator=torch.Generator().manual_seed(0)))
     _check_adapts(tiny, 'noisy_test')
@@ -48,6 +58,7 @@ def test_adapted_decoder_lowers_heldout_query_loss_on_noisy_release(tiny):
 def test_overfitting_is_stopped_on_heldout_queries(tiny):
     """With a step size that wrecks Dec, the raw decoder (epoch 0) is what gets saved."""
     tiny.ensure('dec')
+    tiny.ensure('attacker_id')
     res = A.main(tiny.args + ['--protection', 'none', '--lr', '1.0', '--epochs', '3', '--patience', '2'])
     assert res['heldout_loss_adapted'] <= res['heldout_loss_unadapted']
     assert res['heldout_loss_adapted'] == min(res['heldout_history'])

@@ -16,3 +16,23 @@ def test_oracle_trains_and_scores(tiny):
     # the saved metrics are those of the saved weights
     acc = metrics.topk_accuracy(logits, test.labels, (1, 5))
     assert abs(acc[1] - res['top1']) < 1e-6
+
+
+def test_attacker_identity_model_learns_public_identities_only(tiny):
+    """Step 11a: --split public trains on the public identities (never a private one) and tests
+    on one held-out public image per identity that it did not train on."""
+    import torch
+
+    from common import ckpt
+    from Image2ID.evalTrain import public_split
+    res = tiny.ensure('attacker_id')
+    meta = loader.load_meta(tiny.data_dir)
+    pub = loader.load(tiny.data_dir, 'public', 'cpu', meta)
+    ck = ckpt.load(tiny.cfg(), 'attacker_id.pkl', 'oracle', meta)
+    assert res['split'] == 'public' and res['n_ids'] == pub.n_ids
+    assert ck['models']['oracle']['arch']['n_ids'] == pub.n_ids
+    train, test = public_split(pub, 0)
+    assert len(test) == pub.n_ids and res['n_test'] == len(test)
+    assert not set(train.names) & set(test.names) and len(train) + len(test) == len(pub)
+    private = set(loader.load(tiny.data_dir, 'eval_train', 'cpu', meta).ids.tolist())
+    assert not private & set(torch.as_tensor(pub.ids).tolist())

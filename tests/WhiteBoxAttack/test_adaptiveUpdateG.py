@@ -1,9 +1,13 @@
 """Step 11 at the tiny preset: the adaptive white-box attacker's G really adapts.
 
 The adapted G must lower the attacker's own held-out query loss (the amortized attack with the
-adapted G, ||G(z_star(F)) - x||^2 on held-out public queries) below the unadapted prior's, both
-recomputed here from the saved checkpoints, and never be worse (best epoch kept, epoch 0 included).
+adapted G on held-out public queries; by default the identity distance of the attacker's own
+identity model, step 11a, with --select pixels ||G(z_star(F)) - x||^2) below the unadapted
+prior's, both recomputed here from the saved checkpoints, and never be worse (best epoch kept,
+epoch 0 included).
 """
+import torch
+
 from common import ckpt, config
 from Crafter_protection import crafting
 from dataset import loader
@@ -25,23 +29,67 @@ def _setup(tiny, protection, extra=()):
 def _check_adapts(tiny, protection, extra=()):
     res = A.main(tiny.args + ['--protection', protection, *extra])
     cfg, meta, Enc, G0, Amor, F, images, va = _setup(tiny, protection, extra)
+    idnet = A.identity_model(cfg, meta, 'cpu')
     G_a = ckpt.build(ckpt.load(cfg, A.adaptive_name(protection), 'gan', meta), 'G')
-    before = A.heldout_loss(Enc, G0, Amor, F[va], images[va], cfg)
-    after = A.heldout_loss(Enc, G_a, Amor, F[va], images[va], cfg)
+    before = A.heldout_loss(Enc, G0, Amor, F[va], images[va], cfg, idnet)
+    after = A.heldout_loss(Enc, G_a, Amor, F[va], images[va], cfg, idnet)
     assert_adapted(res, before, after, 'unadapted prior')
     return res
 
 
-def test_adapted_G_lowers_heldout_query_loss_on_raw_features(tiny):
+def test_adapted_G_lowers_heldout_identity_distance_on_raw_features(tiny):
     tiny.ensure('amor')
+    tiny.ensure('attacker_id')
     res = _check_adapts(tiny, 'none')
-    assert res['queries'] == 16 and res['heldout_queries'] == 4
+    assert res['select'] == 'identity' and res['queries'] == 16 and res['heldout_queries'] == 4
+
+
+def test_adapted_G_lowers_heldout_pixel_loss_on_raw_features(tiny):
+    tiny.ensure('amor')
+    res = _check_adapts(tiny, 'none', ['--select', 'pixels', '--id_weight', '0'])
+    assert res['select'] == 'pixels'
+
+
+def test_identity_distance_and_its_gradient(tiny):
+    """0 for the image itself, > 0 for another face; the adaptation loss carries id_weight times
+    it, with a gradient into the reconstruction (what steers G and Dec toward identity)."""
+    tiny.ensure('attacker_id')
+    cfg = config.parse(A.HP, A.PRESETS, tiny.args)
+    meta = loader.load_meta(tiny.data_dir)
+    idnet = A.identity_model(cfg, meta, 'cpu')
+    x = loader.load(tiny.data_dir, 'public', 'cpu', meta).images[:8]
+    same = A.identity_distance(idnet, x.float().div(255), x)
+    assert same.abs().max() < 1e-5
+    recon = x.flip(0).float().div(255).requires_grad_(True)
+    other = A.identity_distance(idnet, recon, x)
+    assert (other > 1e-4).all(), other
+    pix = A.attack_loss(recon, x, idnet, 0.0)
+    full = A.attack_loss(recon, x, idnet, 0.5)
+    assert torch.allclose(full - pix, 0.5 * other.mean(), atol=1e-6)
+    g_pix, = torch.autograd.grad(pix, recon, retain_graph=True)
+    g_full, = torch.autograd.grad(full, recon)
+    assert (g_full - g_pix).abs().sum() > 0
+
+
+def test_selector_keeps_the_best_epoch_and_counts_patience():
+    net = torch.nn.Linear(1, 1)
+    sel = A.Selector('identity', net, {'pixels': 1.0, 'identity': 0.5})
+    with torch.no_grad():
+        net.weight.fill_(3.0)
+    assert sel.record(1, net, {'pixels': 0.1, 'identity': 0.4})     # better by identity
+    with torch.no_grad():
+        net.weight.fill_(7.0)
+    assert not sel.record(2, net, {'pixels': 0.01, 'identity': 0.6})  # better pixels: not kept
+    m = sel.metrics()
+    assert sel.best_epoch == 1 and sel.waited == 1 and sel.state['weight'].item() == 3.0
+    assert m['heldout_history'] == [0.5, 0.4, 0.6] and m['heldout_pixels_adapted'] == 0.1
 
 
 def test_adapted_G_lowers_heldout_query_loss_on_a_perturbed_release(tiny):
     """A protection known only by its feature file (crafting's layout): raw features scaled and
     shifted, a release the attacker's G can learn to undo."""
     tiny.ensure('amor')
+    tiny.ensure('attacker_id')
     write_public_release(tiny, A, 'scaled_test', lambda F: 0.5 * F + 0.5 * F.std())
     _check_adapts(tiny, 'scaled_test')
 
@@ -49,6 +97,7 @@ def test_adapted_G_lowers_heldout_query_loss_on_a_perturbed_release(tiny):
 def test_best_epoch_is_kept_so_adapting_never_hurts(tiny):
     """With a step size that wrecks G, the unadapted prior (epoch 0) is what gets saved."""
     tiny.ensure('amor')
+    tiny.ensure('attacker_id')
     res = A.main(tiny.args + ['--protection', 'none', '--lr', '1.0', '--optimizer', 'rmsprop',
                               '--keep_weight', '0', '--epochs', '2'])
     assert res['heldout_loss_adapted'] <= res['heldout_loss_unadapted']
