@@ -48,8 +48,8 @@ HP = dict(
 )
 PRESETS = {
     'tiny': dict(depth=18, epochs=2, public_epochs=2, batch_size=32),
-    'demo': dict(depth=18, stem='small', epochs=12, public_epochs=3),
-    'celeba-cpu': dict(depth=18, stem='small', epochs=30, public_epochs=4),
+    'demo': dict(depth=18, stem='small', epochs=12, public_epochs=4),
+    'celeba-cpu': dict(depth=18, stem='small', epochs=30, public_epochs=15),
 }
 # -----------------------------------------------------------------------------------------
 
