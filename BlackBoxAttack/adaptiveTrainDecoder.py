@@ -53,9 +53,12 @@ HP = dict(
                          #   embeddings of Dec(F) and x, step 11a) | pixels (||Dec(F) - x||^2)
     id_weight=ID_WEIGHT, # weight of that identity distance in the fine-tuning loss (0 = pixels only)
     id_model='attacker_id.pkl',   # the attacker's identity model (step 11a; public identities only)
+    min_gain_se=1.0,     # keep the adapted Dec only if its paired held-out gain exceeds this many
+                         #   standard errors (0: any gain); else the raw decoder
 )
 PRESETS = {
-    'tiny': dict(n_images=16, epochs=10, patience=10, batch_size=4, lr=1e-3),
+    'tiny': dict(n_images=16, epochs=10, patience=10, batch_size=4, lr=1e-3,
+                 min_gain_se=0.0),     # 4 held-out queries: no standard error to speak of
     'demo': dict(n_images=128),
     'celeba-cpu': dict(n_images=256),
 }
@@ -86,7 +89,7 @@ def adapt(Dec, F, images, cfg, gen, idnet=None):
         with torch.no_grad():
             return heldout_scores(Dec, F[va], images[va], idnet, 256)
 
-    sel = Selector(cfg.select, Dec, val())
+    sel = Selector(cfg.select, Dec, val(), cfg.min_gain_se)
     print(f'held-out {cfg.select} before adapting: {sel.best:.5f} ({len(va)} held out, {len(tr)} to adapt on)')
     hist = {}
     bs = min(cfg.batch_size, len(tr))
@@ -106,9 +109,12 @@ def adapt(Dec, F, images, cfg, gen, idnet=None):
         if sel.waited >= cfg.patience:
             print(f'no better held-out {cfg.select} for {cfg.patience} epochs: stopping after epoch {epoch + 1}')
             break
-    Dec.load_state_dict(sel.state)
+    res = sel.metrics()
+    print(f"held-out {cfg.select} gain of the best epoch ({sel.best_epoch}): {res['heldout_gain']:.5f} "
+          f"+- {res['heldout_gain_se']:.5f} -> keeping epoch {res['best_epoch']}")
+    Dec.load_state_dict(sel.chosen()[1])
     Dec.eval()
-    return Dec, {**sel.metrics(), 'epochs_run': len(hist.get('train', [])),
+    return Dec, {**res, 'epochs_run': len(hist.get('train', [])),
                  'train_history': hist.get('train', []), 'id_weight': cfg.id_weight,
                  'pairs': len(F), 'adapt_pairs': len(tr), 'heldout_pairs': len(va)}
 

@@ -72,6 +72,8 @@ HP = dict(
                          #   embeddings of G(z_star) and x, step 11a) | pixels (||G(z_star) - x||^2)
     id_weight=ID_WEIGHT, # weight of that identity distance in the adaptation loss (0 = pixels only)
     id_model='attacker_id.pkl',   # the attacker's identity model (step 11a; public identities only)
+    min_gain_se=1.0,     # keep the adapted G only if its paired held-out gain exceeds this many
+                         #   standard errors (0: any gain); else the unadapted prior
     amor_steps=ATTACK_HP['amor_steps'],   # inversion steps per query, as the amortized attack
     inv_lr=ATTACK_HP['lr'],
     momentum=ATTACK_HP['momentum'],
@@ -80,7 +82,7 @@ PRESETS = {
     # tiny: 12 queries to adapt on and a barely trained G; more, larger steps so the tests see
     #   adaptation within seconds
     'tiny': dict(n_images=16, epochs=4, patience=4, batch_size=4, lr=3e-3, keep_weight=3.0,
-                 amor_steps=2),
+                 amor_steps=2, min_gain_se=0.0),     # 4 held-out queries: no standard error to speak of
     'demo': dict(n_images=128, amor_steps=40),
     'celeba-cpu': dict(n_images=256, amor_steps=60),
 }
@@ -150,25 +152,36 @@ def attack_loss(recon, images, idnet, id_weight):
 
 
 def heldout_scores(recon_fn, F, images, idnet, batch_size):
-    """Mean pixel error and (with idnet) identity distance of recon_fn(F) against the images."""
-    pix, ident = 0.0, 0.0
+    """Mean pixel error and (with idnet) identity distance of recon_fn(F) against the images;
+    'per_query' holds both per image (the paired comparison of Selector needs them)."""
+    pix, ident = [], []
     for b in loader.batches(len(F), batch_size):
         b = b.to(F.device)
         recon = recon_fn(F[b])
         with torch.no_grad():
-            pix += (recon - images[b].float().div(255)).pow(2).flatten(1).mean(1).sum().item()
-            if idnet is not None:
-                ident += identity_distance(idnet, recon, images[b]).sum().item()
-    n = max(len(F), 1)
-    return {'pixels': pix / n, 'identity': ident / n if idnet is not None else float('nan')}
+            pix.append((recon - images[b].float().div(255)).pow(2).flatten(1).mean(1).cpu())
+            ident.append(identity_distance(idnet, recon, images[b]).cpu() if idnet is not None
+                         else torch.full((len(b),), float('nan')))
+    pix, ident = (torch.cat(v) if v else torch.zeros(0) for v in (pix, ident))
+    mean = (lambda v: v.mean().item() if len(v) else float('nan'))
+    return {'pixels': mean(pix), 'identity': mean(ident), 'per_query': {'pixels': pix, 'identity': ident}}
 
 
 class Selector:
-    """Keeps the best model by the held-out criterion (epoch 0, the unadapted one, included) and
-    counts the epochs since it last improved, recording both held-out scores every epoch."""
+    """Chooses between the unadapted model (epoch 0) and the best adapted epoch on the held-out
+    queries, and counts the epochs since the held-out criterion last improved (early stopping).
 
-    def __init__(self, select, model, scores):
-        self.select, self.hist, self.waited = select, {'pixels': [], 'identity': [], 'criterion': []}, 0
+    The adapted model is kept only when its paired held-out gain over the unadapted one (the
+    mean over queries of criterion(epoch 0) - criterion(best), the same queries for both) exceeds
+    `min_gain_se` standard errors of that mean; otherwise the unadapted model is kept. With 64
+    held-out queries the best of 10 epochs can look better by chance alone: an attacker adopts a
+    change only when its own data shows it.
+    """
+
+    def __init__(self, select, model, scores, min_gain_se=1.0):
+        self.select, self.min_gain_se, self.waited = select, min_gain_se, 0
+        self.hist = {'pixels': [], 'identity': [], 'criterion': []}
+        self.state0, self.q0 = copy.deepcopy(model.state_dict()), scores['per_query'][select]
         self.record(0, model, scores)
 
     def record(self, epoch, model, scores):
@@ -178,21 +191,38 @@ class Selector:
         self.hist['criterion'].append(v)
         better = epoch == 0 or v < self.best
         if better:
-            self.best, self.best_epoch, self.state, self.waited = v, epoch, copy.deepcopy(model.state_dict()), 0
+            self.best, self.best_epoch, self.waited = v, epoch, 0
+            self.state, self.qbest = copy.deepcopy(model.state_dict()), scores['per_query'][self.select]
         else:
             self.waited += 1
         return better
 
+    def gain(self):
+        """(paired mean gain of the best epoch over epoch 0, its standard error)."""
+        d = self.q0 - self.qbest
+        return d.mean().item(), (d.std().item() / len(d) ** 0.5 if len(d) > 1 else float('inf'))
+
+    def chosen(self):
+        """(epoch, state) to keep: the best epoch if its gain passes the test, else epoch 0."""
+        g, se = self.gain()
+        if self.best_epoch > 0 and g > self.min_gain_se * se:
+            return self.best_epoch, self.state
+        return 0, self.state0
+
     def metrics(self):
         h = self.hist
+        epoch, _ = self.chosen()
+        g, se = self.gain()
         return {'select': self.select, 'heldout_loss_unadapted': h['criterion'][0],
-                'heldout_loss_adapted': self.best, 'best_epoch': self.best_epoch,
+                'heldout_loss_adapted': h['criterion'][epoch], 'best_epoch': epoch,
+                'best_heldout_epoch': self.best_epoch, 'heldout_gain': g, 'heldout_gain_se': se,
+                'min_gain_se': self.min_gain_se,
                 'heldout_history': h['criterion'], 'heldout_pixels_history': h['pixels'],
                 'heldout_identity_history': h['identity'],
                 'heldout_pixels_unadapted': h['pixels'][0],
-                'heldout_pixels_adapted': h['pixels'][self.best_epoch],
+                'heldout_pixels_adapted': h['pixels'][epoch],
                 'heldout_identity_unadapted': h['identity'][0],
-                'heldout_identity_adapted': h['identity'][self.best_epoch]}
+                'heldout_identity_adapted': h['identity'][epoch]}
 
 
 def reconstruct(Enc, G, Amor, F, cfg):
@@ -237,7 +267,7 @@ def adapt(Enc, G, D, Amor, F, images, cfg, gen, idnet=None):
         return heldout_scores(lambda f: g(reconstruct(Enc, g, Amor, f, cfg)), F[va], images[va],
                               idnet, cfg.batch_size)
 
-    sel = Selector(cfg.select, G, val(G))
+    sel = Selector(cfg.select, G, val(G), cfg.min_gain_se)
     train_hist = []
     print(f'held-out {cfg.select} before adapting: {sel.best:.5f} ({len(va)} held out, {len(tr)} to adapt on)')
     bs = min(cfg.batch_size, len(tr))
@@ -271,10 +301,13 @@ def adapt(Enc, G, D, Amor, F, images, cfg, gen, idnet=None):
         if sel.waited >= cfg.patience:
             print(f'no better held-out {cfg.select} for {cfg.patience} epochs: stopping')
             break
-    G.load_state_dict(sel.state)
+    res = sel.metrics()
+    print(f"held-out {cfg.select} gain of the best epoch ({sel.best_epoch}): {res['heldout_gain']:.5f} "
+          f"+- {res['heldout_gain_se']:.5f} -> keeping epoch {res['best_epoch']}")
+    G.load_state_dict(sel.chosen()[1])
     for p in G.parameters():
         p.requires_grad_(False)
-    return G, {**sel.metrics(), 'epochs_run': len(train_hist), 'train_history': train_hist,
+    return G, {**res, 'epochs_run': len(train_hist), 'train_history': train_hist,
                'id_weight': cfg.id_weight,
                'queries': len(F), 'adapt_queries': len(tr), 'heldout_queries': len(va)}
 

@@ -71,18 +71,42 @@ def test_identity_distance_and_its_gradient(tiny):
     assert (g_full - g_pix).abs().sum() > 0
 
 
+def _scores(identity, pixels=0.0):
+    q = torch.as_tensor(identity, dtype=torch.float)
+    return {'pixels': pixels, 'identity': q.mean().item(),
+            'per_query': {'pixels': torch.full_like(q, pixels), 'identity': q}}
+
+
 def test_selector_keeps_the_best_epoch_and_counts_patience():
     net = torch.nn.Linear(1, 1)
-    sel = A.Selector('identity', net, {'pixels': 1.0, 'identity': 0.5})
+    sel = A.Selector('identity', net, _scores([0.5, 0.6, 0.4, 0.5], 1.0), min_gain_se=1.0)
     with torch.no_grad():
         net.weight.fill_(3.0)
-    assert sel.record(1, net, {'pixels': 0.1, 'identity': 0.4})     # better by identity
+    assert sel.record(1, net, _scores([0.3, 0.4, 0.2, 0.3], 0.1))       # better by identity
     with torch.no_grad():
         net.weight.fill_(7.0)
-    assert not sel.record(2, net, {'pixels': 0.01, 'identity': 0.6})  # better pixels: not kept
+    assert not sel.record(2, net, _scores([0.7, 0.6, 0.5, 0.6], 0.01))  # better pixels: not kept
     m = sel.metrics()
-    assert sel.best_epoch == 1 and sel.waited == 1 and sel.state['weight'].item() == 3.0
-    assert m['heldout_history'] == [0.5, 0.4, 0.6] and m['heldout_pixels_adapted'] == 0.1
+    epoch, state = sel.chosen()
+    assert epoch == 1 and m['best_epoch'] == 1 and sel.waited == 1 and state['weight'].item() == 3.0
+    assert [round(v, 4) for v in m['heldout_history']] == [0.5, 0.3, 0.6]
+    assert m['heldout_pixels_adapted'] == 0.1 and abs(m['heldout_gain'] - 0.2) < 1e-6
+
+
+def test_selector_keeps_the_unadapted_model_when_the_gain_is_within_noise():
+    """A held-out gain smaller than one standard error of the paired differences is not
+    evidence: the unadapted model (epoch 0) is kept; with min_gain_se 0 any gain is kept."""
+    for k, want in ((1.0, 0), (0.0, 1)):
+        net = torch.nn.Linear(1, 1)
+        w0 = net.weight.item()
+        sel = A.Selector('identity', net, _scores([0.5, 0.5, 0.5, 0.5]), min_gain_se=k)
+        with torch.no_grad():
+            net.weight.fill_(w0 + 1)
+        sel.record(1, net, _scores([0.3, 0.7, 0.3, 0.66]))       # mean gain 0.01, SE ~0.1
+        epoch, state = sel.chosen()
+        assert epoch == want and sel.metrics()['best_epoch'] == want
+        assert state['weight'].item() == (w0 if want == 0 else w0 + 1)
+        assert sel.metrics()['best_heldout_epoch'] == 1
 
 
 def test_adapted_G_lowers_heldout_query_loss_on_a_perturbed_release(tiny):
