@@ -6,10 +6,11 @@ sees the oracle or a private image. Starting from the raw decoder params/dec.pkl
 `epochs` more epochs (paper: 70) on the other (protected feature, image) pairs with the loss of
 the adaptive white-box attack (WhiteBoxAttack/adaptiveUpdateG.py): ||Dec(F) - x||^2 plus
 `id_weight` times the identity distance of the attacker's own identity model (step 11a). After
-every epoch it measures the held-out pairs and keeps the best decoder by identity distance
-(`select`), the unadapted one included (epoch 0), stopping after `patience` epochs without
-improvement. So adapting can only help on the attacker's own data: 70 plain epochs on 64 pairs
-overfit noise features (top-1 0.58 -> 0.18). Demo, Q 128, held-out identity distance raw
+every epoch it measures the held-out pairs, stops after `patience` epochs without a lower
+identity distance (`select`), and keeps the best epoch only if its paired held-out gain over the
+raw decoder exceeds `min_gain_se` standard errors; else the raw decoder (epoch 0). So adapting
+can only help on the attacker's own data: 70 plain epochs on 64 pairs overfit noise features
+(top-1 0.58 -> 0.18). Demo, Q 128, held-out identity distance raw
 decoder -> adapted: noise_s3 0.1297 -> 0.1247 with pixels only (then rising while the pixel
 error kept falling), 0.1137 at id_weight 0.1, 0.1126 at 1; raw features 0.0380 -> 0.0380
 (no epoch helped) with pixels only, 0.0235 at 0.1, 0.0231 at 1.
