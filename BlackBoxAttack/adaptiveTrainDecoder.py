@@ -110,10 +110,7 @@ def adapt(Dec, F, images, cfg, gen, idnet=None):
         if sel.waited >= cfg.patience:
             print(f'no better held-out {cfg.select} for {cfg.patience} epochs: stopping after epoch {epoch + 1}')
             break
-    res = sel.metrics()
-    print(f"held-out {cfg.select} gain of the best epoch ({sel.best_epoch}): {res['heldout_gain']:.5f} "
-          f"+- {res['heldout_gain_se']:.5f} -> keeping epoch {res['best_epoch']}")
-    Dec.load_state_dict(sel.chosen()[1])
+    res = sel.finish(Dec)
     Dec.eval()
     return Dec, {**res, 'epochs_run': len(hist.get('train', [])),
                  'train_history': hist.get('train', []), 'id_weight': cfg.id_weight,

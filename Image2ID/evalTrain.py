@@ -11,7 +11,7 @@ its own public identities (never a private one), tested on one held-out public i
 identity. The adaptive attacks (steps 11, 12) compare its embeddings of a reconstruction and of
 the query image to steer and early-stop adaptation on identity rather than on pixels.
 
-    python Image2ID/evalTrain.py --preset demo --split public --name attacker_id.pkl
+    python Image2ID/evalTrain.py --preset demo --split public      # -> params/demo/attacker_id.pkl
 """
 import sys
 from pathlib import Path
@@ -44,7 +44,7 @@ HP = dict(
     label_smoothing=0.0,
     resume=False,
     split='eval_train',  # eval_train: the oracle | public: the attacker's own identity model
-    name='eval.pkl',     # checkpoint file (attacker_id.pkl for --split public)
+    name='',             # checkpoint file ('' = eval.pkl, or attacker_id.pkl with --split public)
 )
 PRESETS = {
     'tiny': dict(depth=18, epochs=2, public_epochs=2, batch_size=32),
@@ -78,6 +78,10 @@ def main(argv=None):
     if cfg.split not in ('eval_train', 'public'):
         raise config.ConfigError(f"--split {cfg.split!r}: expected 'eval_train' (the oracle) or "
                                  f"'public' (the attacker's identity model)")
+    cfg.name = cfg.name or ('eval.pkl' if cfg.split == 'eval_train' else 'attacker_id.pkl')
+    if cfg.split == 'public' and cfg.name == 'eval.pkl':     # would replace the oracle
+        raise config.ConfigError("--split public --name eval.pkl: eval.pkl is the oracle; the "
+                                 "attacker's identity model goes to --name attacker_id.pkl")
     device, clock = runtime.start(cfg, 'evalTrain')
     meta = loader.load_meta(cfg.data_dir)
     if cfg.split == 'public':

@@ -212,6 +212,14 @@ class Selector:
             return self.best_epoch, self.state
         return 0, self.state0
 
+    def finish(self, model):
+        """Load the chosen state into model, say what was kept and why; returns metrics()."""
+        res = self.metrics()
+        print(f"held-out {self.select} gain of the best epoch ({self.best_epoch}): "
+              f"{res['heldout_gain']:.5f} +- {res['heldout_gain_se']:.5f} -> keeping epoch {res['best_epoch']}")
+        model.load_state_dict(self.chosen()[1])
+        return res
+
     def metrics(self):
         h = self.hist
         epoch, _ = self.chosen()
@@ -304,10 +312,7 @@ def adapt(Enc, G, D, Amor, F, images, cfg, gen, idnet=None):
         if sel.waited >= cfg.patience:
             print(f'no better held-out {cfg.select} for {cfg.patience} epochs: stopping')
             break
-    res = sel.metrics()
-    print(f"held-out {cfg.select} gain of the best epoch ({sel.best_epoch}): {res['heldout_gain']:.5f} "
-          f"+- {res['heldout_gain_se']:.5f} -> keeping epoch {res['best_epoch']}")
-    G.load_state_dict(sel.chosen()[1])
+    res = sel.finish(G)
     for p in G.parameters():
         p.requires_grad_(False)
     return G, {**res, 'epochs_run': len(train_hist), 'train_history': train_hist,

@@ -36,3 +36,14 @@ def test_attacker_identity_model_learns_public_identities_only(tiny):
     assert not set(train.names) & set(test.names) and len(train) + len(test) == len(pub)
     private = set(loader.load(tiny.data_dir, 'eval_train', 'cpu', meta).ids.tolist())
     assert not private & set(torch.as_tensor(pub.ids).tolist())
+
+
+def test_attacker_identity_model_never_overwrites_the_oracle(tiny):
+    """--split public writes attacker_id.pkl by default and refuses --name eval.pkl."""
+    import pytest
+
+    from common import config
+    from Image2ID import evalTrain
+    tiny.ensure('data')
+    with pytest.raises(config.ConfigError, match='eval.pkl is the oracle'):
+        evalTrain.main(tiny.args + ['--split', 'public', '--name', 'eval.pkl'])
