@@ -3,7 +3,7 @@
 # release: for each Q, a copy of params/<preset> (links, without the adaptive models) gets the
 # noise release of eval_test and of Q public queries (K per identity), the adapted G and decoder,
 # and an evaluation of the plain and adapted attacks (results/<preset>-q<Q>/report.md).
-#   bash benchmarks/adaptive_queries.sh demo 2.5 200:1 400:1 1200:3 2400:6   # about 13 min, 2 cores
+#   bash benchmarks/adaptive_queries.sh demo 2.5 200:1 400:1 1200:3 2400:6   # Q <= 1,200: 16 min; 2,400: > 30 min
 # Needs a finished `make demo` (or the preset's pipeline). PY: the Python (default .venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
