@@ -10,10 +10,10 @@ every epoch it measures the held-out pairs, stops after `patience` epochs withou
 identity distance (`select`), and keeps the best epoch only if its paired held-out gain over the
 raw decoder exceeds `min_gain_se` standard errors; else the raw decoder (epoch 0). So adapting
 can only help on the attacker's own data: 70 plain epochs on 64 pairs overfit noise features
-(top-1 0.58 -> 0.18). Demo, Q 128, held-out identity distance raw
-decoder -> adapted: noise_s3 0.1297 -> 0.1247 with pixels only (then rising while the pixel
-error kept falling), 0.1137 at id_weight 0.1, 0.1126 at 1; raw features 0.0380 -> 0.0380
-(no epoch helped) with pixels only, 0.0235 at 0.1, 0.0231 at 1.
+(top-1 0.58 -> 0.18). Demo, Q 128, held-out identity distance raw decoder -> adapted:
+noise_s3 0.1297 -> 0.1247 with pixels only (then rising while the pixel error kept falling),
+0.1137 at id_weight 0.1, 0.1126 at 1; raw features 0.0380 -> 0.0380 (no epoch helped) with
+pixels only, 0.0235 at 0.1, 0.0231 at 1.
 
 Works for any protection (none, crafter_beta<b>, zcrafter_beta<b>, noise_s<s>,
 advlearn_lambda<l>; the released public features come from the protection's feature file, a
@@ -70,11 +70,16 @@ def adaptive_name(protection):
     return f'dec_adaptive_{protection}.pkl'
 
 
-def heldout_loss(Dec, F, images, cfg, idnet=None):
-    """The held-out criterion (cfg.select) of Dec(F) against the pairs' images."""
+def decoder_scores(Dec, F, images, idnet=None):
+    """heldout_scores of Dec(F) against the pairs' images (Dec in eval mode, no gradients)."""
     Dec.eval()
     with torch.no_grad():
-        return heldout_scores(Dec, F, images, idnet, 256)[cfg.select]
+        return heldout_scores(Dec, F, images, idnet, 256)
+
+
+def heldout_loss(Dec, F, images, cfg, idnet=None):
+    """The held-out criterion (cfg.select) of Dec(F) against the pairs' images."""
+    return decoder_scores(Dec, F, images, idnet)[cfg.select]
 
 
 def adapt(Dec, F, images, cfg, gen, idnet=None):
@@ -86,9 +91,7 @@ def adapt(Dec, F, images, cfg, gen, idnet=None):
     opt = torch.optim.Adam(Dec.parameters(), lr=cfg.lr)
 
     def val():
-        Dec.eval()
-        with torch.no_grad():
-            return heldout_scores(Dec, F[va], images[va], idnet, 256)
+        return decoder_scores(Dec, F[va], images[va], idnet)
 
     sel = Selector(cfg.select, Dec, val(), cfg.min_gain_se)
     print(f'held-out {cfg.select} before adapting: {sel.best:.5f} ({len(va)} held out, {len(tr)} to adapt on)')

@@ -184,8 +184,8 @@ class Selector:
     def __init__(self, select, model, scores, min_gain_se=1.0):
         self.select, self.min_gain_se, self.waited = select, min_gain_se, 0
         self.hist = {'pixels': [], 'identity': [], 'criterion': []}
-        self.state0, self.q0 = copy.deepcopy(model.state_dict()), scores['per_query'][select]
         self.record(0, model, scores)
+        self.state0, self.q0 = self.state, self.qbest
 
     def record(self, epoch, model, scores):
         v = scores[self.select]
@@ -249,11 +249,16 @@ def reconstruct(Enc, G, Amor, F, cfg):
     return z
 
 
-def heldout_loss(Enc, G, Amor, F, images, cfg, idnet=None):
-    """The held-out criterion (cfg.select) of G(z_star(F)) against the queries' images: the
-    attack as evaluated (amortized start, amor_steps of descent, re-inverted with this G)."""
+def attack_scores(Enc, G, Amor, F, images, cfg, idnet=None):
+    """heldout_scores of the attack as evaluated (amortized start, amor_steps of descent,
+    re-inverted with this G) on the queries (F, images)."""
     return heldout_scores(lambda f: G(reconstruct(Enc, G, Amor, f, cfg)), F, images, idnet,
-                          cfg.batch_size)[cfg.select]
+                          cfg.batch_size)
+
+
+def heldout_loss(Enc, G, Amor, F, images, cfg, idnet=None):
+    """The held-out criterion (cfg.select) of G(z_star(F)) against the queries' images."""
+    return attack_scores(Enc, G, Amor, F, images, cfg, idnet)[cfg.select]
 
 
 def adapt(Enc, G, D, Amor, F, images, cfg, gen, idnet=None):
@@ -275,8 +280,7 @@ def adapt(Enc, G, D, Amor, F, images, cfg, gen, idnet=None):
         raise config.ConfigError(f"--optimizer {cfg.optimizer!r}: expected 'adam' or 'rmsprop'")
 
     def val(g):
-        return heldout_scores(lambda f: g(reconstruct(Enc, g, Amor, f, cfg)), F[va], images[va],
-                              idnet, cfg.batch_size)
+        return attack_scores(Enc, g, Amor, F[va], images[va], cfg, idnet)
 
     sel = Selector(cfg.select, G, val(G), cfg.min_gain_se)
     train_hist = []
