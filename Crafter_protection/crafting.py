@@ -156,7 +156,7 @@ def run(cfg, protection, craft_batch, title):
     batches = list(loader.batches(len(split), cfg.batch_size))
     timeout = float(cfg.get('claim_timeout_s', CLAIM_TIMEOUT_S))
     who = f'rank {dist.rank()}/{dist.world()} ' if dist.world() > 1 else ''
-    print(f'{title}: {who}{len(split)} {cfg.split} images in {len(batches)} batches -> {io.rel(out)}')
+    dist.say(f'{title}: {who}{len(split)} {cfg.split} images in {len(batches)} batches -> {io.rel(out)}')
 
     def craft(k, b, file):
         seed = cfg.seed * 100003 + k
@@ -182,10 +182,9 @@ def run(cfg, protection, craft_batch, title):
         res['recon_raw'] = attacker_view(Enc, G, Amor, f0, cfg)
         log['eps_pii'] = eps_pii(res['recon'], prior, cfg, device, seed)
         log['eps_pii_raw'] = eps_pii(res['recon_raw'], prior, cfg, device, seed)
-        print(f"batch {k}: eps-PII {log['eps_pii_raw']:.4g} -> {log['eps_pii']:.4g}, "
-              f"L_u {log['L_u']:.4g}, {log['wall_s']} s ({log['s_per_outer_step']} s/step, "
-              f"{log['encg_passes_per_step']} Enc(G) passes + {log.get('hvp_per_step', 0)} HVPs per step)",
-              flush=True)
+        dist.say(f"batch {k}: eps-PII {log['eps_pii_raw']:.4g} -> {log['eps_pii']:.4g}, "
+            f"L_u {log['L_u']:.4g}, {log['wall_s']} s ({log['s_per_outer_step']} s/step, "
+            f"{log['encg_passes_per_step']} Enc(G) passes + {log.get('hvp_per_step', 0)} HVPs per step)")
         io.save_torch({'features': res['F'].detach().cpu(), 'names': [split.names[i] for i in b.tolist()],
                        'z_star': res['z_star'].detach().cpu(), 'log': log,
                        'provenance': ckpt.output_provenance(out)}, file)    # (H9) what made it
@@ -204,7 +203,7 @@ def run(cfg, protection, craft_batch, title):
             file = batch_file(out, cfg.split, k)
             if file.exists():
                 if first:
-                    print(f'batch {k}: done before, skipped')
+                    dist.say(f'batch {k}: done before, skipped')
                 continue
             got = dist.claim(file.with_suffix('.claim'), timeout, take_failed=first)
             if got == 'held':
@@ -215,7 +214,7 @@ def run(cfg, protection, craft_batch, title):
                     got.release()
                 continue
             if got.previous:
-                print(f'batch {k}: taking over from {got.previous} ({got.reason})', flush=True)
+                dist.say(f'batch {k}: taking over from {got.previous} ({got.reason})')
             try:
                 with got.heartbeat(max(0.5, timeout / 4)):
                     ok = craft(k, batches[k], file)
@@ -230,7 +229,7 @@ def run(cfg, protection, craft_batch, title):
         first = False
         pending = held
         if held:
-            print(f'waiting for batches {held} held by other processes', flush=True)
+            dist.say(f'waiting for batches {held} held by other processes')
             time.sleep(min(10.0, max(0.2, timeout / 20)))
 
     rows = [torch.load(batch_file(out, cfg.split, k), weights_only=True)['log']

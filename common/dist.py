@@ -171,6 +171,13 @@ def mean(value):
     return t.item() / world()
 
 
+def say(msg):
+    """Print one line in a single write: ranks (or workers) sharing a stdout pipe then never splice
+    two messages onto one line, as print's separate write of the newline allows."""
+    sys.stdout.write(f'{msg}\n')
+    sys.stdout.flush()
+
+
 # ---- claims --------------------------------------------------------------------------------
 
 HOST = socket.gethostname()

@@ -42,8 +42,8 @@ def finish(proc, timeout=300):
 
 def crafted(outputs):
     """Batch indices crafted, one entry per 'batch k: eps-PII' line over all outputs."""
-    return sorted(int(k) for out in outputs for k in re.findall(r'^(?:\[\w+\]:)?batch (\d+): eps-PII',
-                                                                 out, re.M))
+    # not anchored at a line start: a rank's progress bar (stderr, no newline) may precede a line
+    return sorted(int(k) for out in outputs for k in re.findall(r'\bbatch (\d+): eps-PII', out))
 
 
 def features(tiny, run):

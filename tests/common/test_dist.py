@@ -20,6 +20,23 @@ def test_alone_everything_is_the_identity():
     assert torch.equal(dist.local(b), b) and dist.mean(1.5) == 1.5
 
 
+def test_say_writes_each_line_in_one_write(monkeypatch):
+    """Ranks share torchrun's stdout: a line in two writes (text, then newline) can be spliced with
+    another rank's line, which once hid a crafted batch from test_sharded's count."""
+    writes = []
+
+    class Out:
+        def write(self, s):
+            writes.append(s)
+
+        def flush(self):
+            pass
+
+    monkeypatch.setattr('sys.stdout', Out())
+    dist.say('batch 3: eps-PII 0.1 -> 0.2')
+    assert writes == ['batch 3: eps-PII 0.1 -> 0.2\n']
+
+
 def test_shard_order_visits_every_item_once_own_first():
     for n, w in ((10, 3), (4, 2), (1, 2), (5, 1)):
         orders = [dist.shard_order(n, r, w) for r in range(w)]
