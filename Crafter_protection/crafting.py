@@ -183,8 +183,8 @@ def run(cfg, protection, craft_batch, title):
         log['eps_pii'] = eps_pii(res['recon'], prior, cfg, device, seed)
         log['eps_pii_raw'] = eps_pii(res['recon_raw'], prior, cfg, device, seed)
         dist.say(f"batch {k}: eps-PII {log['eps_pii_raw']:.4g} -> {log['eps_pii']:.4g}, "
-            f"L_u {log['L_u']:.4g}, {log['wall_s']} s ({log['s_per_outer_step']} s/step, "
-            f"{log['encg_passes_per_step']} Enc(G) passes + {log.get('hvp_per_step', 0)} HVPs per step)")
+                 f"L_u {log['L_u']:.4g}, {log['wall_s']} s ({log['s_per_outer_step']} s/step, "
+                 f"{log['encg_passes_per_step']} Enc(G) passes + {log.get('hvp_per_step', 0)} HVPs per step)")
         io.save_torch({'features': res['F'].detach().cpu(), 'names': [split.names[i] for i in b.tolist()],
                        'z_star': res['z_star'].detach().cpu(), 'log': log,
                        'provenance': ckpt.output_provenance(out)}, file)    # (H9) what made it

@@ -43,7 +43,7 @@ def finish(proc, timeout=300):
 def crafted(outputs):
     """Batch indices crafted, one entry per 'batch k: eps-PII' line over all outputs."""
     # not anchored at a line start: a rank's progress bar (stderr, no newline) may precede a line
-    return sorted(int(k) for out in outputs for k in re.findall(r'\bbatch (\d+): eps-PII', out))
+    return sorted(int(k) for out in outputs for k in re.findall(r'batch (\d+): eps-PII', out))
 
 
 def features(tiny, run):
