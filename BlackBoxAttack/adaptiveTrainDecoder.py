@@ -77,11 +77,6 @@ def decoder_scores(Dec, F, images, idnet=None):
         return heldout_scores(Dec, F, images, idnet, 256)
 
 
-def heldout_loss(Dec, F, images, cfg, idnet=None):
-    """The held-out criterion (cfg.select) of Dec(F) against the pairs' images."""
-    return decoder_scores(Dec, F, images, idnet)[cfg.select]
-
-
 def adapt(Dec, F, images, cfg, gen, idnet=None):
     """Fine-tune a copy of Dec on (F, images); returns (best Dec, metrics). Epoch 0 = Dec.
     idnet: the attacker's identity model (identity_model), for --select identity / --id_weight."""

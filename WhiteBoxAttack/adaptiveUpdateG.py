@@ -256,11 +256,6 @@ def attack_scores(Enc, G, Amor, F, images, cfg, idnet=None):
                           cfg.batch_size)
 
 
-def heldout_loss(Enc, G, Amor, F, images, cfg, idnet=None):
-    """The held-out criterion (cfg.select) of G(z_star(F)) against the queries' images."""
-    return attack_scores(Enc, G, Amor, F, images, cfg, idnet)[cfg.select]
-
-
 def adapt(Enc, G, D, Amor, F, images, cfg, gen, idnet=None):
     """Adapt a copy of G to (F, images); returns (best G, metrics). Epoch 0 = the prior.
     idnet: the attacker's identity model (identity_model), for --select identity / --id_weight."""

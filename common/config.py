@@ -53,7 +53,8 @@ COUNT = '>=1'      # steps, epochs, batch sizes, widths: 0 or less runs nothing,
 RANGES = {
     # iterations and epochs
     'epochs': COUNT, 'steps': COUNT, 'g_steps': COUNT, 'outer_steps': COUNT, 'inner_steps': COUNT,
-    'public_epochs': COUNT, 'n_critic': COUNT, 'eval_steps': COUNT, 'eps_steps': COUNT, 'neumann_terms': COUNT,
+    'public_epochs': COUNT, 'n_critic': COUNT, 'eval_steps': COUNT, 'eps_steps': COUNT,
+    'neumann_terms': COUNT,
     'cg_iters': COUNT, 'restarts': COUNT, 'patience': COUNT, 'ckpt_every': COUNT, 'batches': COUNT,
     'amor_steps': '>=0', 'eval_amor_steps': '>=0',    # 0 = the amortizer's output, no iteration
     'first_inner_steps': '>=0',                        # 0 = start the inner solve at Amor(f0)
@@ -78,7 +79,8 @@ RANGES = {
     'cg_damping': '>=0 or -1',                          # -1 = the Neumann series' damping
     # loss weights and scales (0 = off)
     'beta': '>=0', 'gp': '>=0', 'gp_high': '>=0', 'sigma': '>=0', 'keep_weight': '>=0',
-    'prior_weight': '>=0', 'id_weight': '>=0', 'min_gain_se': '>=0', 'nuisance': '>=0', 'scale': '>=0', 'rotate': '>=0', 'brightness': '>=0',
+    'prior_weight': '>=0', 'id_weight': '>=0', 'min_gain_se': '>=0', 'nuisance': '>=0',
+    'scale': '>=0', 'rotate': '>=0', 'brightness': '>=0',
     'lam': '[0,1]', 'label_smoothing': '[0,1)', 'holdout': '[0,1)', 'eval_test_frac': '(0,1)',
 }
 

@@ -27,8 +27,8 @@ def _check_adapts(tiny, protection, extra=()):
     Dec0 = ckpt.build(ckpt.load(cfg, 'dec.pkl', 'dec', meta), 'Dec')
     Dec_a = ckpt.build(ckpt.load(cfg, A.adaptive_name(protection), 'dec', meta), 'Dec')
     idnet = identity_model(cfg, meta, 'cpu')
-    before = A.heldout_loss(Dec0, F[va], pub.images[va], cfg, idnet)
-    after = A.heldout_loss(Dec_a, F[va], pub.images[va], cfg, idnet)
+    before = A.decoder_scores(Dec0, F[va], pub.images[va], idnet)[cfg.select]
+    after = A.decoder_scores(Dec_a, F[va], pub.images[va], idnet)[cfg.select]
     assert_adapted(res, before, after, 'raw decoder')
     return res
 

@@ -1,7 +1,11 @@
 """Step 2 at the tiny preset: the oracle scores images of the private identities."""
 
+import pytest
+
 import metrics
+from common import config
 from dataset import loader
+from Image2ID import evalTrain
 from Image2ID.evalTrain import load_oracle
 
 
@@ -40,10 +44,6 @@ def test_attacker_identity_model_learns_public_identities_only(tiny):
 
 def test_attacker_identity_model_never_overwrites_the_oracle(tiny):
     """--split public writes attacker_id.pkl by default and refuses --name eval.pkl."""
-    import pytest
-
-    from common import config
-    from Image2ID import evalTrain
     tiny.ensure('data')
     with pytest.raises(config.ConfigError, match='eval.pkl is the oracle'):
         evalTrain.main(tiny.args + ['--split', 'public', '--name', 'eval.pkl'])

@@ -31,8 +31,8 @@ def _check_adapts(tiny, protection, extra=()):
     cfg, meta, Enc, G0, Amor, F, images, va = _setup(tiny, protection, extra)
     idnet = A.identity_model(cfg, meta, 'cpu')
     G_a = ckpt.build(ckpt.load(cfg, A.adaptive_name(protection), 'gan', meta), 'G')
-    before = A.heldout_loss(Enc, G0, Amor, F[va], images[va], cfg, idnet)
-    after = A.heldout_loss(Enc, G_a, Amor, F[va], images[va], cfg, idnet)
+    before = A.attack_scores(Enc, G0, Amor, F[va], images[va], cfg, idnet)[cfg.select]
+    after = A.attack_scores(Enc, G_a, Amor, F[va], images[va], cfg, idnet)[cfg.select]
     assert_adapted(res, before, after, 'unadapted prior')
     return res
 
