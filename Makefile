@@ -1,8 +1,11 @@
 # Quick start:  make demo  (the whole pipeline on built-in synthetic faces)  |  make test
 # Any preset:   make pipeline PRESET=celeba-cpu [SRC=../shared/data/celeba64]
 # Paper scale:  make pipeline PRESET=paper SRC=<CelebA folder> [N_PRIVATE=1000]  (GPU; check it with make gpu-check)
-# A stage is redone only when its stamp (params/<preset>/.done_<stage>) is missing; training
-# stages run with --resume, so an interrupted one continues where its checkpoint stopped.
+# A stage is redone when its stamp (params/<preset>/.done_<stage>) is missing or older than its
+# inputs: the stamps it needs, its script and every module that script imports (.deps.mk, made by
+# common/deps.py), so editing the HP block at the top of a script reruns that stage and what
+# depends on it. Training stages run with --resume: an interrupted one continues where its
+# checkpoint stopped, and one whose settings changed says so and trains anew only when asked.
 
 PY      ?= .venv/bin/python
 VENV    := .venv/.installed
@@ -14,62 +17,30 @@ CRAFTED ?= Crafter_result
 ARGS     = --preset $(PRESET) --data_dir $(DATA) --params_dir $(P) --results_dir $(RESULTS) \
            --crafted_dir $(CRAFTED)
 
-# BETAS: Crafter runs on eval_test (the trade-off curve); BETA: the recommended one, which also
-# gets the public queries of the adaptive attacks and the training scenario; ZBETA: z-Crafter.
-# NPUB: public images the adaptive attacker sends through each protection (one per identity);
-# TRAIN: which eval_train images every protection releases for the training scenario and for
-# adaptive Feature2ID (the attacker's labelled knowledge; >= 2 per identity so it can hold out one);
-# NOISE_SIGMAS: Gaussian-noise runs on eval_test (sigma in units of the clean feature std);
-# NOISE: the one that also gets public queries, eval_train features and the adaptive attacks
-# (chosen near Crafter's recommended-beta AUC: demo noise sigma 3 had 0.762 vs Crafter 0.769);
-# A2_WIDTH: width of the independent prior gan_a2.pt (paper A2; another seed and width than gan.pt).
-# LAMS: AdvLearn trade-off points (Baselines/advLearning.py --lam); each gets every attack.
+# Per preset: NPUB public images the adaptive attacker sends through each protection (one per
+# identity); TRAIN which eval_train images a protection releases for the training scenario and
+# adaptive Feature2ID (>= 2 per identity so it can hold one out); A2_WIDTH the width of the
+# independent prior gan_a2.pt (the paper's A2). The knob values of each protection (which points
+# run, which get every adaptive attack) are declared in the protection's own file (PROTECTION in
+# Crafter_protection/*.py, Baselines/*.py); override one with e.g. POINTS_noise_s="2 3".
 ifeq ($(PRESET),celeba-cpu)
-# BETA 0.3: the smallest beta of the sweep whose mean AUC is within 0.08 of clean (0.808 vs 0.874;
-# 0.799 in the timed clean run); NOISE 2: the noise point at equal or higher AUC (0.814)
-BETAS   ?= 0.01 0.1 0.3
-BETA    ?= 0.3
 NPUB    ?= 256
 TRAIN   ?= --n_per_id 4
-NOISE_SIGMAS ?= 1.5 2 2.5 3 4
-NOISE   ?= 2
 A2_WIDTH ?= 24
-LAMS    ?= 0.5 0.9 0.97
 else ifeq ($(PRESET),tiny)
-BETAS   ?= 0.01 1
-BETA    ?= 0.01
 NPUB    ?= 16
 TRAIN   ?= --n_per_id 2
-NOISE_SIGMAS ?= 3
-NOISE   ?= 3
 A2_WIDTH ?= 12
-LAMS    ?= 0.9
 else ifeq ($(PRESET),paper)
-# placeholder (H7): the paper's betas (0.5, 1, 2, 10) and query sizes; untested at this scale
-BETAS   ?= 0.5 1 2 10
-BETA    ?= 1
 NPUB    ?= 1000
 TRAIN   ?= --n_per_id 4
-NOISE_SIGMAS ?= 3
-NOISE   ?= 3
 A2_WIDTH ?= 48
-LAMS    ?= 0.9
 else
-# demo: 2 eval_train images per identity and z-Crafter on eval_test only (no adaptive attacks)
-# keep `make demo` within 20 minutes on 2 cores; NOISE 2.5: the noise point at Crafter's
-# recommended-beta utility (AUC 0.687 vs Crafter's 0.693 on 2026-11-30; sigma 3 had 0.665)
-BETAS   ?= 0.01 1
-BETA    ?= 0.01
+# demo: 2 eval_train images per identity keep `make demo` within 20 minutes on 2 cores
 NPUB    ?= 128
 TRAIN   ?= --n_per_id 2
-NOISE_SIGMAS ?= 2.5 3
-NOISE   ?= 2.5
 A2_WIDTH ?= 12
-LAMS    ?= 0.9
-ZADAPT  ?= 0
 endif
-ZADAPT  ?= 1
-ZBETA   ?= 1
 
 # The data branch follows the data source, not the preset name: SRC given on the command line,
 # or a celeba-* / paper preset, prepares real CelebA from SRC (dataset/prepare_celeba.py; its
@@ -90,10 +61,6 @@ else
 DATA    ?= $(if $(filter tiny,$(PRESET)),dataset/tiny,dataset/synthetic32)
 PREPARE := dataset/make_synthetic.py --preset $(if $(filter tiny,$(PRESET)),tiny,demo)
 endif
-# every protection here gets the adaptive attacks (steps 11-12) and adaptive Feature2ID (12b);
-# ZADAPT=0 leaves z-Crafter with its eval_test release only (a lower bound on its worst case)
-PROTECT := none crafter_beta$(BETA) noise_s$(NOISE) $(if $(filter 1,$(ZADAPT)),zcrafter_beta$(ZBETA))
-
 # JOBS: stages run at once (make -j), each with THREADS torch threads (cores / JOBS), so they
 # never oversubscribe the cores; with JOBS > 1 a stage's output is shown when it finishes.
 # Two one-thread stages side by side do ~30 % more work per second on 2 cores than one
@@ -108,7 +75,7 @@ else
 PARALLEL = OMP_NUM_THREADS=$(THREADS) $(MAKE) -j$(JOBS) --output-sync=target
 endif
 
-.PHONY: demo test pipeline stages protections clean-demo gpu-check
+.PHONY: demo test pipeline sweep stages protections sweep-protections clean-demo gpu-check
 .DELETE_ON_ERROR:
 .SECONDARY:
 
@@ -118,118 +85,120 @@ demo: $(VENV)
 test: $(VENV)
 	$(PY) -m pytest -q tests
 
-$(VENV): requirements.txt requirements-facenet.txt
+$(VENV): requirements.txt requirements-facenet.txt pyproject.toml
 	python3 -m venv .venv
 	.venv/bin/pip install -q --upgrade pip
 	.venv/bin/pip install -q -r requirements.txt
 	.venv/bin/pip install -q --no-deps -r requirements-facenet.txt   # optional FaceNet oracle
+	# the repository as one package (imports run the same way from every script and test)
+	.venv/bin/pip install -q --no-deps --no-build-isolation -e . --config-settings editable_mode=compat
 	touch $@
 
-# ---- step 0: data ---------------------------------------------------------------------------
+# what each script runs: DEPS_<script> := the script and the project modules it imports
+.deps.mk: $(wildcard *.py */*.py)
+	python3 common/deps.py > $@
+include .deps.mk
+# a stamp depends on the code of every script its recipe runs
+D = $(foreach s,$(1),$(DEPS_$(s)))
+
+# ---- step 1: data ---------------------------------------------------------------------------
 $(DATA)/dataset.json: | $(VENV)
 	$(PY) $(PREPARE) --out $(DATA)
 	$(PY) dataset/validate.py $(DATA)
 
-# ---- steps 1-7: target net, oracle, attacker models ------------------------------------------
-$(P)/.done_enc: $(DATA)/dataset.json
+# ---- steps 2-10: target net, oracle, attacker models ------------------------------------------
+$(P)/.done_enc: $(DATA)/dataset.json $(call D,Crafter_protection/trainTargetNet.py)
 	$(PY) Crafter_protection/trainTargetNet.py $(ARGS) --resume && touch $@
-$(P)/.done_eval: $(DATA)/dataset.json
+$(P)/.done_eval: $(DATA)/dataset.json $(call D,Image2ID/evalTrain.py)
 	$(PY) Image2ID/evalTrain.py $(ARGS) --resume && touch $@
-$(P)/.done_gan: $(DATA)/dataset.json
+$(P)/.done_gan: $(DATA)/dataset.json $(call D,WhiteBoxAttack/train_gan.py)
 	$(PY) WhiteBoxAttack/train_gan.py $(ARGS) --resume && touch $@
-$(P)/.done_amor: $(P)/.done_enc $(P)/.done_gan
+$(P)/.done_amor: $(P)/.done_enc $(P)/.done_gan $(call D,WhiteBoxAttack/trainAmor.py)
 	$(PY) WhiteBoxAttack/trainAmor.py $(ARGS) --resume && touch $@
-$(P)/.done_attack: $(P)/.done_amor $(P)/.done_eval
+$(P)/.done_attack: $(P)/.done_amor $(P)/.done_eval $(call D,WhiteBoxAttack/attacker.py)
 	$(PY) WhiteBoxAttack/attacker.py $(ARGS) && touch $@
-$(P)/.done_dec: $(P)/.done_enc $(P)/.done_eval
+$(P)/.done_dec: $(P)/.done_enc $(P)/.done_eval $(call D,BlackBoxAttack/trainDecoder.py)
 	$(PY) BlackBoxAttack/trainDecoder.py $(ARGS) --resume && touch $@
-$(P)/.done_f2id: $(P)/.done_enc
+$(P)/.done_f2id: $(P)/.done_enc $(call D,Feature2ID/f2id_train.py)
 	$(PY) Feature2ID/f2id_train.py $(ARGS) --resume && touch $@
 # the independent prior of the paper's A2 (whitebox_a2): another seed and width than gan.pt
-$(P)/.done_gan_a2: $(DATA)/dataset.json
+$(P)/.done_gan_a2: $(DATA)/dataset.json $(call D,WhiteBoxAttack/train_gan.py)
 	$(PY) WhiteBoxAttack/train_gan.py $(ARGS) --name gan_a2.pt --seed 1 --width $(A2_WIDTH) --resume && touch $@
-$(P)/.done_amor_a2: $(P)/.done_enc $(P)/.done_gan_a2
+$(P)/.done_amor_a2: $(P)/.done_enc $(P)/.done_gan_a2 $(call D,WhiteBoxAttack/trainAmor.py)
 	$(PY) WhiteBoxAttack/trainAmor.py $(ARGS) --gan gan_a2.pt --name amor_a2.pt --resume && touch $@
 
-# step 11a: the adaptive attacker's own identity model, on public identities only (steps 11, 12
+# step 10: the adaptive attacker's own identity model, on public identities only (steps 15, 16
 # early-stop and steer adaptation on identity with it)
-$(P)/.done_attacker_id: $(DATA)/dataset.json
+$(P)/.done_attacker_id: $(DATA)/dataset.json $(call D,Image2ID/evalTrain.py)
 	$(PY) Image2ID/evalTrain.py $(ARGS) --split public --name attacker_id.pkl --resume && touch $@
 
 STAGES := gan enc eval amor attack dec f2id gan_a2 amor_a2 attacker_id  # longest chain (gan -> amor -> crafting) first
 stages: $(addprefix $(P)/.done_,$(STAGES))
 
-# ---- steps 8-10: protections (each run resumes its finished batches) --------------------------
-CRAFT   := Crafter_protection/featureCrafter.py $(ARGS)
-$(P)/.done_crafter_%_eval_test: $(P)/.done_amor
-	$(PY) $(CRAFT) --beta $* --split eval_test && touch $@
-$(P)/.done_crafter_%_public: $(P)/.done_amor
-	$(PY) $(CRAFT) --beta $* --split public --n_per_id 1 --n_images $(NPUB) && touch $@
-$(P)/.done_crafter_%_eval_train: $(P)/.done_amor
-	$(PY) $(CRAFT) --beta $* --split eval_train $(TRAIN) && touch $@
-$(P)/.done_zcrafter_%_eval_test: $(P)/.done_amor
-	$(PY) Crafter_protection/zCrafter.py $(ARGS) --beta $* --split eval_test && touch $@
-$(P)/.done_zcrafter_%_public: $(P)/.done_amor
-	$(PY) Crafter_protection/zCrafter.py $(ARGS) --beta $* --split public --n_per_id 1 --n_images $(NPUB) && touch $@
-$(P)/.done_zcrafter_%_eval_train: $(P)/.done_amor
-	$(PY) Crafter_protection/zCrafter.py $(ARGS) --beta $* --split eval_train $(TRAIN) && touch $@
-# Gaussian noise (Baselines/noise.py): seconds per split
-NOISE_PY := Baselines/noise.py $(ARGS)
-$(P)/.done_noise_%_eval_test: $(P)/.done_enc
-	$(PY) $(NOISE_PY) --sigma $* --split eval_test && touch $@
-$(P)/.done_noise_%_public: $(P)/.done_enc
-	$(PY) $(NOISE_PY) --sigma $* --split public --n_per_id 1 --n_images $(NPUB) && touch $@
-$(P)/.done_noise_%_eval_train: $(P)/.done_enc
-	$(PY) $(NOISE_PY) --sigma $* --split eval_train $(TRAIN) && touch $@
-# AdvLearn (Baselines/advLearning.py): its own Enc_lambda and f_lambda, released features of
-# eval_test, eval_train and the public queries
-$(P)/.done_advlearn_%: $(P)/.done_enc
-	$(PY) Baselines/advLearning.py $(ARGS) --lam $* --n_queries $(NPUB) && touch $@
-$(P)/.done_training_scenario: $(P)/.done_crafter_$(BETA)_eval_train $(P)/.done_crafter_$(BETA)_eval_test
+# ---- steps 11-13: protections, from their declarations (.deps.mk) ----------------------------
+# POINTS_<prefix>: its knob values on eval_test; FULL_<prefix>: those that also release the public
+# queries and eval_train and face every adaptive attack; TRAIN_<prefix>: those that release
+# eval_train for adaptive Feature2ID (default: FULL); SWEEP_<prefix>: extra points of `make sweep`.
+# A protection that trains its own encoder (OWN) releases every split in one run, and each of its
+# points gets every attack.
+$(foreach p,$(PREFIXES),$(eval POINTS_$(p) ?= $(POINTS_$(p)_$(PRESET))) \
+  $(eval FULL_$(p) ?= $(if $(filter $(p),$(OWN)),$(POINTS_$(p)),$(FULL_$(p)_$(PRESET)))) \
+  $(eval TRAIN_$(p) ?= $(or $(TRAIN_$(p)_$(PRESET)),$(FULL_$(p)))) \
+  $(eval SWEEP_$(p) ?= $(SWEEP_$(p)_$(PRESET))))
+own = $(strip $(foreach p,$(OWN),$(if $(filter $(p)%,$(1)),$(p))))
+# the stamp of a protection's release of a split (own-encoder: the one run of all splits)
+stamp = $(if $(filter none,$(1)),,$(P)/.done_$(if $(call own,$(1)),release_$(1),$(1)_$(2)))
+
+# Crafter's training scenario: the cloud model trained on the recommended beta's eval_train release
+BETA    ?= $(firstword $(FULL_crafter_beta))
+$(P)/.done_training_scenario: $(P)/.done_crafter_beta$(BETA)_eval_train \
+                              $(P)/.done_crafter_beta$(BETA)_eval_test $(call D,Crafter_protection/trainClassifier.py)
 	$(PY) Crafter_protection/trainClassifier.py $(ARGS) --protection crafter_beta$(BETA) && touch $@
 
-# ---- steps 11-12: adaptive attacks, for every protection that has public queries -------------
-QUERIES_none :=
-QUERIES_crafter_beta$(BETA) := $(P)/.done_crafter_$(BETA)_public
-QUERIES_zcrafter_beta$(ZBETA) := $(P)/.done_zcrafter_$(ZBETA)_public
-QUERIES_noise_s$(NOISE) := $(P)/.done_noise_$(NOISE)_public
-# ... and adaptive Feature2ID (step 12b) for every protection that has eval_train features
-TRAINF_none :=
-TRAINF_crafter_beta$(BETA) := $(P)/.done_crafter_$(BETA)_eval_train
-TRAINF_zcrafter_beta$(ZBETA) := $(P)/.done_zcrafter_$(ZBETA)_eval_train
-# (every noise sigma: its eval_train release costs seconds, and without adaptive Feature2ID the
-# sweep's worst case would miss the strongest attack on noise)
-$(foreach s,$(NOISE_SIGMAS) $(NOISE),$(eval TRAINF_noise_s$(s) := $(P)/.done_noise_$(s)_eval_train))
-$(foreach l,$(LAMS),$(eval TRAINF_advlearn_lambda$(l) := $(P)/.done_advlearn_$(l)))
+# ---- steps 15-17: adaptive attacks ------------------------------------------------------------
 .SECONDEXPANSION:
-# AdvLearn changes the encoder: the white-box attacker gets an amortizer for Enc_lambda and the
-# adaptive black-box attacker a fresh decoder on (Enc_lambda(x_pub), x_pub) (the paper's 46 %)
-$(P)/.done_attacks_advlearn_%: $(P)/.done_advlearn_% $(P)/.done_gan $(P)/.done_eval $(P)/.done_gan_a2 \
-                               $(P)/.done_attacker_id
-	$(PY) WhiteBoxAttack/trainAmor.py $(ARGS) --enc advlearn_lambda$*.pt --name amor_advlearn_lambda$*.pt
-	$(PY) WhiteBoxAttack/trainAmor.py $(ARGS) --gan gan_a2.pt --enc advlearn_lambda$*.pt --name amor_a2_advlearn_lambda$*.pt
-	$(PY) BlackBoxAttack/trainDecoder.py $(ARGS) --enc advlearn_lambda$*.pt --name dec_adaptive_advlearn_lambda$*.pkl
-	$(PY) WhiteBoxAttack/adaptiveUpdateG.py $(ARGS) --protection advlearn_lambda$* --n_images $(NPUB) && touch $@
-$(P)/.done_adaptive_%: $(P)/.done_amor $(P)/.done_dec $(P)/.done_attacker_id $$(QUERIES_$$*)
+# a protection that trains its own encoder: the white-box attacker gets amortizers for its Enc,
+# and the adaptive black-box attacker a fresh decoder on (Enc(x_pub), x_pub) (AdvLearn: the
+# paper's 46 %), then the adaptive G
+$(P)/.done_attacks_%: $(P)/.done_release_% $(P)/.done_gan $(P)/.done_eval $(P)/.done_gan_a2 \
+                      $(P)/.done_attacker_id $(call D,BlackBoxAttack/trainDecoder.py WhiteBoxAttack/adaptiveUpdateG.py WhiteBoxAttack/trainAmor.py)
+	$(PY) WhiteBoxAttack/trainAmor.py $(ARGS) --enc $*.pt --name amor_$*.pt
+	$(PY) WhiteBoxAttack/trainAmor.py $(ARGS) --gan gan_a2.pt --enc $*.pt --name amor_a2_$*.pt
+	$(PY) BlackBoxAttack/trainDecoder.py $(ARGS) --enc $*.pt --name dec_adaptive_$*.pkl
+	$(PY) WhiteBoxAttack/adaptiveUpdateG.py $(ARGS) --protection $* --n_images $(NPUB) && touch $@
+$(P)/.done_adaptive_%: $(P)/.done_amor $(P)/.done_dec $(P)/.done_attacker_id $$(call stamp,$$*,public) \
+                       $(call D,BlackBoxAttack/adaptiveTrainDecoder.py WhiteBoxAttack/adaptiveUpdateG.py)
 	$(PY) WhiteBoxAttack/adaptiveUpdateG.py $(ARGS) --protection $* --n_images $(NPUB)
 	$(PY) BlackBoxAttack/adaptiveTrainDecoder.py $(ARGS) --protection $* --n_images $(NPUB) && touch $@
-$(P)/.done_f2id_adaptive_%: $(P)/.done_f2id $$(TRAINF_$$*)
+$(P)/.done_f2id_adaptive_%: $(P)/.done_f2id $$(call stamp,$$*,eval_train) $(call D,Feature2ID/f2id_adaptive.py)
 	$(PY) Feature2ID/f2id_adaptive.py $(ARGS) --protection $* $(TRAIN) && touch $@
 
-PROTECTIONS := $(foreach b,$(BETAS),$(P)/.done_crafter_$(b)_eval_test) \
-               $(P)/.done_zcrafter_$(ZBETA)_eval_test $(P)/.done_training_scenario \
-               $(foreach s,$(NOISE_SIGMAS),$(P)/.done_noise_$(s)_eval_test \
-                                           $(P)/.done_f2id_adaptive_noise_s$(s)) \
-               $(foreach p,$(PROTECT),$(P)/.done_adaptive_$(p) $(P)/.done_f2id_adaptive_$(p)) \
-               $(foreach l,$(LAMS),$(P)/.done_attacks_advlearn_$(l) \
-                                   $(P)/.done_f2id_adaptive_advlearn_lambda$(l))
+# every point's stamps: eval_test (or its own-encoder run) for all, the adaptive attacks for FULL,
+# adaptive Feature2ID for TRAIN
+names = $(foreach v,$(2),$(1)$(v))
+point_stamps = $(foreach n,$(call names,$(1),$(2)),$(if $(call own,$(n)),$(P)/.done_attacks_$(n) \
+                 $(P)/.done_f2id_adaptive_$(n),$(P)/.done_$(n)_eval_test))
+full_stamps = $(foreach n,$(call names,$(1),$(2)),$(if $(call own,$(n)),,$(P)/.done_adaptive_$(n)))
+train_stamps = $(foreach n,$(call names,$(1),$(2)),$(P)/.done_f2id_adaptive_$(n))
+PROTECTIONS := $(P)/.done_adaptive_none $(P)/.done_f2id_adaptive_none \
+               $(if $(BETA),$(P)/.done_training_scenario) \
+               $(foreach p,$(PREFIXES),$(call point_stamps,$(p),$(POINTS_$(p))) \
+                 $(call full_stamps,$(p),$(FULL_$(p))) $(call train_stamps,$(p),$(TRAIN_$(p))))
+SWEEP := $(foreach p,$(PREFIXES),$(call point_stamps,$(p),$(SWEEP_$(p))) \
+           $(call full_stamps,$(p),$(if $(call own,$(p)),,$(SWEEP_$(p)))) $(call train_stamps,$(p),$(SWEEP_$(p))))
 protections: stages $(PROTECTIONS)
+sweep-protections: protections $(SWEEP)
 
-# ---- step 13: the report (always rerun: it reads whatever is there) ---------------------------
+# ---- step 18: the report (always rerun: it reads whatever is there) ---------------------------
 pipeline: $(VENV)
 	$(PARALLEL) protections PRESET=$(PRESET)
 	$(PY) evaluate.py $(ARGS)
 	@echo "pipeline $(PRESET) done: the report path is printed just above (evaluate done: report=...)"
+
+# the pipeline plus every protection's SWEEP points (celeba-cpu: the defences' knob sweeps)
+sweep: $(VENV)
+	$(PARALLEL) sweep-protections PRESET=$(PRESET)
+	$(PY) evaluate.py $(ARGS)
 
 # a few steps of every heavy stage at paper settings on one GPU (<= 8 min); SMOKE=1 on a CPU
 gpu-check: $(VENV)

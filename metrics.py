@@ -82,7 +82,7 @@ def cosine(a, b):
 def _pair(x, y):
     if x.shape != y.shape:
         raise ValueError(f'image batches differ in shape: {tuple(x.shape)} vs {tuple(y.shape)}')
-    # (H9) on x's device: piq runs on CUDA tensors, so SSIM/FSIM need not copy images to the CPU
+    # on x's device: piq runs on CUDA tensors, so SSIM/FSIM need not copy images to the CPU
     return x.detach().float().clamp(0, 1), y.detach().to(x.device).float().clamp(0, 1)
 
 

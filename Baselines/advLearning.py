@@ -1,4 +1,4 @@
-"""Step 9b: AdvLearn, the adversarial-learning baseline (the authors' Baselines/advLearning.py).
+"""Step 13: AdvLearn, the adversarial-learning baseline (the authors' Baselines/advLearning.py).
 
 Starts from the trained target net params/enc.pt (Enc and f). Every epoch:
   1. the adversary's decoder Dec (the black-box attacker's Decoder) trains one round on public
@@ -17,7 +17,7 @@ Enc does to its features. With --rec_cap the reward stops at the error of a deco
 nothing (always the mean public image), so Enc is not paid for *anti*-reconstruction (Dec
 pushed to the colour negative, which keeps the information); off by default (the paper's form).
 While Enc trains, Dec's batch norm uses batch statistics (as in the authors' code) but its
-running averages are left untouched, so the adversary's state is exactly what step 1 made.
+running averages are left untouched, so the adversary's state is exactly what its step 1 made.
 
 Outputs (protection name advlearn_lambda<lam>):
   params/advlearn_lambda<lam>.pt                      kind 'enc', model 'net' (Enc_lam and f_lam, the
@@ -33,22 +33,21 @@ With --attacks true it then trains what the attacks on Enc_lam need (else run th
     python Baselines/advLearning.py --preset demo --lam 0.5
 """
 import contextlib
-import sys
-from pathlib import Path
-from types import SimpleNamespace
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+import metrics
+from common import ckpt, config, dist, plots, release, runtime
+from common.train import encode, predict
+from models import Decoder
+from dataset import loader
 
-import metrics  # noqa: E402
-from common import ckpt, config, dist, io, plots, runtime  # noqa: E402
-from common.train import encode, predict  # noqa: E402
-from Crafter_protection import crafting  # noqa: E402
-from Crafter_protection.models import Decoder  # noqa: E402
-from dataset import loader  # noqa: E402
+PROTECTION = dict(prefix='advlearn_lambda', knob='lam', label='AdvLearn (lambda)', style='^-.',
+                  own_encoder=True, randomised=False, order=40,
+                  points={'tiny': [0.9], 'demo': [0.9], 'celeba-cpu': [0.5, 0.9, 0.97], 'paper': [0.9]},
+                  make='Baselines/advLearning.py --lam {value}')
 
 # ---- hyperparameters (paper defaults; override with --name value or --preset NAME) ----
 HP = dict(
@@ -68,6 +67,9 @@ HP = dict(
     attacks=False,       # afterwards train amor_<p>.pt and dec_adaptive_<p>.pkl for Enc_lam
     resume=False,
 )
+# what needs more than "finite and >= 0" (common/config.py): counts, learning rates, fractions
+RANGES = dict(lam='[0,1]', epochs='>=1', batch_size='>=1', lr='>0', dec_lr='>0', dec_width='>=1',
+              holdout='[0,1)')
 PRESETS = {
     'tiny': dict(epochs=3, batch_size=8, dec_width=8, n_queries=16),
     # CPU budgets: one lam point in a few minutes of one thread (demo), each point of the
@@ -76,7 +78,6 @@ PRESETS = {
     'celeba-cpu': dict(epochs=10, dec_width=32, dec_images=2048, n_queries=256),
 }
 # -----------------------------------------------------------------------------------------
-RELEASED = ('eval_test', 'eval_train', 'public')
 
 
 def protection_name(lam):
@@ -119,25 +120,6 @@ def evaluate(net, Dec, split, device):
     return auc, rec
 
 
-def release(cfg, net, device, meta, protection):
-    """Enc_lam(x) of every split the other protections write, as feature files."""
-    out = crafting.run_dir(cfg, protection)
-    files = {}
-    for name in RELEASED:
-        split = loader.load(cfg.data_dir, name, device, meta)
-        if name == 'public':   # the adaptive attacker's queries, chosen as for every protection
-            split = crafting.select(split, SimpleNamespace(n_per_id=1, n_images=cfg.n_queries,
-                                                            seed=cfg.seed))
-        else:
-            split = split.subset(loader.per_identity(split, cfg.n_per_id, cfg.seed))
-        file = out / f'features_{name}.pt'
-        ckpt.save_features(file, encode(net.Enc, split, device), split.names,
-                           protection=protection, split=name, complete=True)
-        files[name] = io.rel(file)
-    cfg.save(out / 'config.json')
-    return files
-
-
 def run_attacks(cfg, protection):
     """The white-box amortizer and the adaptive black-box decoder for Enc_lam, by the stages'
     own scripts (their presets apply; data and checkpoint locations are passed on)."""
@@ -154,7 +136,7 @@ def run_attacks(cfg, protection):
 
 
 def main(argv=None):
-    cfg = config.parse(HP, PRESETS, argv, description=__doc__)
+    cfg = config.parse(HP, PRESETS, argv, ranges=RANGES, description=__doc__)
     if cfg.train_split not in ('eval_train', 'public'):
         raise config.ConfigError(f'--train_split {cfg.train_split!r}: expected eval_train or '
                                  'public (eval_test is what the evaluation measures)')
@@ -249,7 +231,7 @@ def main(argv=None):
         hist['rec_heldout'].append(rec)
         print(f"epoch {epoch + 1}: Dec mse {hist['dec_mse'][-1]:.4f}; held out: AUC {auc:.4f}, "
               f"rec against Dec {rec:.4f}", flush=True)
-        if epoch + 1 < cfg.epochs and dist.is_main():     # (H9) under torchrun rank 0 writes
+        if epoch + 1 < cfg.epochs and dist.is_main():     # under torchrun rank 0 writes
             ckpt.save(out_file, kind='enc', models={'net': net}, cfg=cfg, meta=meta, done=False,
                       train=ckpt.train_state({'opt': opt, 'dec_opt': dec_opt}, epoch + 1,
                                              cfg.epochs, {**hist, 'dec_state': Dec.state_dict(),
@@ -273,11 +255,11 @@ def main(argv=None):
            'feature_change': change,
            'history': {k: list(v) for k, v in hist.items() if k != 'start'}}
     # 'Dec' rides along (load_target builds only 'net'): the decoder AdvLearn trained against
-    if not dist.is_main():      # (H9) under torchrun rank 0 writes and attacks, the others wait
+    if not dist.is_main():      # under torchrun rank 0 writes and attacks, the others wait
         dist.barrier()
         return res
     ckpt.save(out_file, kind='enc', models={'net': net, 'Dec': Dec}, cfg=cfg, meta=meta, metrics=res)
-    res['features'] = release(cfg, net, device, meta, protection)
+    res['features'] = release.write_encoder_release(cfg, net.Enc, device, meta, protection, cfg.n_queries)
     plots.save_curves({'Dec MSE (public)': hist['dec_mse'], 'rec vs Dec (held out)': hist['rec_heldout'],
                        'AUC (held out)': hist['auc_heldout']},
                       out_file.with_name(f'{protection}_curves.png'), f'AdvLearn lambda={cfg.lam:g}',

@@ -1,4 +1,4 @@
-"""Step 10b: the Gaussian-noise baseline, released as protection noise_s<sigma>.
+"""Step 13: the Gaussian-noise baseline, released as protection noise_s<sigma>.
 
 Each private image's feature is released as  F = Enc(x) + sigma * std * N(0, 1),  where std is
 one number fixed for the whole run: the standard deviation of the raw Enc features (all
@@ -16,18 +16,22 @@ with sigma and std recorded) and config_<split>.json.
     python Baselines/noise.py --preset demo --sigma 3 --split public --n_per_id 1 --n_images 64
     python Baselines/noise.py --preset demo --sigma 3 --split eval_train --n_per_id 4
 """
-import sys
 import zlib
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
+from common import ckpt, config, io, release, runtime
+from common.train import encode
+from dataset import loader
 
-from common import ckpt, config, io, runtime  # noqa: E402
-from common.train import encode  # noqa: E402
-from Crafter_protection import crafting  # noqa: E402
-from dataset import loader  # noqa: E402
+PROTECTION = dict(prefix='noise_s', knob='sigma', label='Gaussian noise (sigma)', style='D--',
+                  own_encoder=False, randomised=True, order=30,
+                  # full: the point at Crafter's recommended utility; every point gets its eval_train
+                  # release and adaptive Feature2ID (seconds; the strongest attack on noise)
+                  points={'tiny': [3], 'demo': [2.5, 3], 'celeba-cpu': [1.5, 2, 2.5, 3, 4], 'paper': [3]},
+                  full={'tiny': [3], 'demo': [2.5], 'celeba-cpu': [2], 'paper': [3]},
+                  train={'tiny': [3], 'demo': [2.5, 3], 'celeba-cpu': [1.5, 2, 2.5, 3, 4], 'paper': [3]},
+                  make='Baselines/noise.py --sigma {value} --split {split}')
 
 # ---- hyperparameters (override with --name value or --preset NAME) ----
 HP = dict(
@@ -38,6 +42,8 @@ HP = dict(
     n_images=0,          #   selection flags as featureCrafter.py
     std_images=2048,     # public images whose raw Enc features define std
 )
+# what needs more than "finite and >= 0" (common/config.py): counts, learning rates, fractions
+RANGES = dict(std_images='>=1')
 PRESETS = {
     'tiny': dict(n_per_id=1, n_images=16, std_images=64),
     'demo': dict(n_per_id=1),
@@ -50,17 +56,12 @@ def protection_name(sigma):
     return f'noise_s{float(sigma):g}'
 
 
-def is_randomised(protection):
-    """Protections whose release is random (a repeated query gives a new draw): A3 applies."""
-    return protection.startswith('noise_s')
-
-
 def image_generator(seed, name, draw=0):
     """The generator of one image's noise: fixed by (seed, image name, draw)."""
     return torch.Generator().manual_seed(zlib.crc32(f'{seed}:{name}:{draw}'.encode()) + seed * 2 ** 32)
 
 
-def release(f0, sigma, std, generator):
+def add_noise(f0, sigma, std, generator):
     """One release of features f0 (any shape): f0 + sigma * std * N(0, 1), noise on the CPU
     from `generator` (so it is the same on every device)."""
     noise = torch.randn(f0.shape, generator=generator, dtype=torch.float32)
@@ -69,12 +70,18 @@ def release(f0, sigma, std, generator):
 
 def release_split(f0, names, sigma, std, seed, draw=0):
     """Release draw `draw` of every image (row of f0), each seeded by its name."""
-    return torch.stack([release(f, sigma, std, image_generator(seed, n, draw)) for f, n in zip(f0, names)])
+    return torch.stack([add_noise(f, sigma, std, image_generator(seed, n, draw)) for f, n in zip(f0, names)])
 
 
 def releases(f0, names, sigma, std, seed, k):
     """k releases of every image (draws 0..k-1): k x N x ...; draw 0 is what was published."""
     return torch.stack([release_split(f0, names, sigma, std, seed, d) for d in range(k)])
+
+
+def repeat_releases(obj, f0, names, k):
+    """A3: k releases of every image of a published feature file `obj` (draw 0 is the published
+    one; the attacker queries k - 1 more)."""
+    return releases(f0, names, float(obj['sigma']), float(obj['std']), int(obj.get('seed', 0)), k)
 
 
 def feature_std(Enc, public, n_images, device):
@@ -84,18 +91,18 @@ def feature_std(Enc, public, n_images, device):
 
 
 def main(argv=None):
-    cfg = config.parse(HP, PRESETS, argv, description=__doc__)
+    cfg = config.parse(HP, PRESETS, argv, ranges=RANGES, description=__doc__)
     if cfg.split not in ('eval_test', 'eval_train', 'private', 'public'):
         raise config.ConfigError(f'--split {cfg.split!r}: expected eval_test, eval_train, private or public')
     device, clock = runtime.start(cfg, 'noise')
     meta = loader.load_meta(cfg.data_dir)
     Enc = ckpt.load_target(cfg, meta, device).Enc
     std = feature_std(Enc, loader.load(cfg.data_dir, 'public', device, meta), cfg.std_images, device)
-    split = crafting.select(loader.load(cfg.data_dir, cfg.split, device, meta), cfg)
+    split = release.select(loader.load(cfg.data_dir, cfg.split, device, meta), cfg)
     f0 = encode(Enc, split, device).cpu()
     F = release_split(f0, split.names, cfg.sigma, std, cfg.seed)
     name = protection_name(cfg.sigma)
-    out = crafting.run_dir(cfg, name)
+    out = release.run_dir(cfg, name)
     ckpt.save_features(out / f'features_{cfg.split}.pt', F, split.names, protection=name,
                        split=cfg.split, complete=True, sigma=float(cfg.sigma), std=std, seed=cfg.seed)
     cfg.save(out / f'config_{cfg.split}.json')

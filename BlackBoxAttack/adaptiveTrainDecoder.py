@@ -1,19 +1,17 @@
-"""Step 12: the adaptive black-box attack: fine-tune Dec on protected features.
+"""Step 16: the adaptive black-box attack: fine-tune Dec on protected features.
 
 The attacker queries the protection with Q of its own public faces (`n_per_id` per identity, one
 by default; the same Q for every protection) and holds out a part of them (`holdout`); it never
 sees the oracle or a private image. Starting from the raw decoder params/dec.pkl it trains up to
 `epochs` more epochs (paper: 70) on the other (protected feature, image) pairs with the loss of
 the adaptive white-box attack (WhiteBoxAttack/adaptiveUpdateG.py): ||Dec(F) - x||^2 plus
-`id_weight` times the identity distance of the attacker's own identity model (step 11a). After
+`id_weight` times the identity distance of the attacker's own identity model (step 10). After
 every epoch it measures the held-out pairs, stops after `patience` epochs without a lower
 identity distance (`select`), and keeps the best epoch only if its paired held-out gain over the
 raw decoder exceeds `min_gain_se` standard errors; else the raw decoder (epoch 0). So adapting
-can only help on the attacker's own data: 70 plain epochs on 64 pairs overfit noise features
-(top-1 0.58 -> 0.18). Demo, Q 128, held-out identity distance raw decoder -> adapted:
-noise_s3 0.1297 -> 0.1247 with pixels only (then rising while the pixel error kept falling),
-0.1137 at id_weight 0.1, 0.1126 at 1; raw features 0.0380 -> 0.0380 (no epoch helped) with
-pixels only, 0.0235 at 0.1, 0.0231 at 1.
+can only help on the attacker's own data.
+
+Why these settings: docs/DESIGN.md
 
 Works for any protection (none, crafter_beta<b>, zcrafter_beta<b>, noise_s<s>,
 advlearn_lambda<l>; the released public features come from the protection's feature file, a
@@ -23,19 +21,12 @@ params/dec_adaptive_<protection>.pkl; its metrics hold the held-out losses befor
     python BlackBoxAttack/adaptiveTrainDecoder.py --preset demo --protection crafter_beta1
 """
 import copy
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-from common import ckpt, config, runtime  # noqa: E402
-from common.train import fit  # noqa: E402
-from Crafter_protection import crafting  # noqa: E402
-from dataset import loader  # noqa: E402
-from WhiteBoxAttack.adaptiveUpdateG import (ID_WEIGHT, Selector, attack_loss, heldout_scores,  # noqa: E402
-                                             identity_model, query_split, save_adapted)
+from common import adaptive, ckpt, config, release, runtime
+from common.train import fit
+from dataset import loader
 
 # ---- hyperparameters (paper defaults; override with --name value or --preset NAME) ----
 HP = dict(
@@ -51,12 +42,14 @@ HP = dict(
                          #   0.00398 at 1e-4; noise_s3 0.01453 -> 0.01195 at 1e-3, 0.01174 at 1e-4
     dec='dec.pkl',       # the raw decoder to start from
     select='identity',   # held-out criterion: identity (1 - cos of the attacker's own identity
-                         #   embeddings of Dec(F) and x, step 11a) | pixels (||Dec(F) - x||^2)
-    id_weight=ID_WEIGHT, # weight of that identity distance in the fine-tuning loss (0 = pixels only)
-    id_model='attacker_id.pkl',   # the attacker's identity model (step 11a; public identities only)
+                         #   embeddings of Dec(F) and x, step 10) | pixels (||Dec(F) - x||^2)
+    id_weight=adaptive.ID_WEIGHT, # weight of that identity distance in the fine-tuning loss (0 = pixels only)
+    id_model='attacker_id.pkl',   # the attacker's identity model (step 10; public identities only)
     min_gain_se=1.0,     # keep the adapted Dec only if its paired held-out gain exceeds this many
                          #   standard errors (0: any gain); else the raw decoder
 )
+# what needs more than "finite and >= 0" (common/config.py): counts, learning rates, fractions
+RANGES = dict(holdout='[0,1)', epochs='>=1', patience='>=1', batch_size='>=1', lr='>0')
 PRESETS = {
     'tiny': dict(n_images=16, epochs=10, patience=10, batch_size=4, lr=1e-3,
                  min_gain_se=0.0),     # 4 held-out queries: no standard error to speak of
@@ -66,21 +59,17 @@ PRESETS = {
 # -----------------------------------------------------------------------------------------
 
 
-def adaptive_name(protection):
-    return f'dec_adaptive_{protection}.pkl'
-
-
 def decoder_scores(Dec, F, images, idnet=None):
-    """heldout_scores of Dec(F) against the pairs' images (Dec in eval mode, no gradients)."""
+    """adaptive.heldout_scores of Dec(F) against the pairs' images (Dec in eval mode, no gradients)."""
     Dec.eval()
     with torch.no_grad():
-        return heldout_scores(Dec, F, images, idnet, 256)
+        return adaptive.heldout_scores(Dec, F, images, idnet, 256)
 
 
 def adapt(Dec, F, images, cfg, gen, idnet=None):
     """Fine-tune a copy of Dec on (F, images); returns (best Dec, metrics). Epoch 0 = Dec.
-    idnet: the attacker's identity model (identity_model), for --select identity / --id_weight."""
-    tr, va = query_split(len(F), cfg.holdout, cfg.seed)
+    idnet: the attacker's identity model (adaptive.identity_model), for --select identity / --id_weight."""
+    tr, va = adaptive.query_split(len(F), cfg.holdout, cfg.seed)
     tr, va = tr.to(F.device), va.to(F.device)
     Dec = copy.deepcopy(Dec)
     opt = torch.optim.Adam(Dec.parameters(), lr=cfg.lr)
@@ -88,7 +77,7 @@ def adapt(Dec, F, images, cfg, gen, idnet=None):
     def val():
         return decoder_scores(Dec, F[va], images[va], idnet)
 
-    sel = Selector(cfg.select, Dec, val(), cfg.min_gain_se)
+    sel = adaptive.Selector(cfg.select, Dec, val(), cfg.min_gain_se)
     print(f'held-out {cfg.select} before adapting: {sel.best:.5f} ({len(va)} held out, {len(tr)} to adapt on)')
     hist = {}
     bs = min(cfg.batch_size, len(tr))
@@ -100,7 +89,7 @@ def adapt(Dec, F, images, cfg, gen, idnet=None):
               f'{scores["identity"]:.4f}' + (' (best)' if better else ''))
 
     def loss_fn(recon, x):
-        return attack_loss(recon, x, idnet, cfg.id_weight)
+        return adaptive.attack_loss(recon, x, idnet, cfg.id_weight)
 
     for epoch in range(cfg.epochs):      # one epoch at a time, so it can stop early
         fit(Dec, opt, F[tr], images[tr], loss_fn, epoch + 1, bs, gen, 'adapt Dec', hist, 'train',
@@ -116,25 +105,25 @@ def adapt(Dec, F, images, cfg, gen, idnet=None):
 
 
 def main(argv=None):
-    cfg = config.parse(HP, PRESETS, argv, description=__doc__)
+    cfg = config.parse(HP, PRESETS, argv, ranges=RANGES, description=__doc__)
     if not 0 < cfg.holdout < 1:
         raise config.ConfigError(f'--holdout {cfg.holdout}: expected a fraction between 0 and 1')
     device, clock = runtime.start(cfg, 'adaptiveTrainDecoder')
     meta = loader.load_meta(cfg.data_dir)
-    Enc = ckpt.load_target(cfg, meta, device, ckpt.protection_enc(cfg.protection)).Enc
+    Enc = ckpt.load_target(cfg, meta, device, release.enc_name(cfg.protection)).Enc
     ck = ckpt.load(cfg, cfg.dec, 'dec', meta)
-    Dec = runtime.memory_format(ckpt.build(ck, 'Dec', device, eval_mode=False), cfg)   # (H9)
+    Dec = ckpt.build(ck, 'Dec', device, eval_mode=False)
     pub = loader.load(cfg.data_dir, 'public', device, meta)
-    pub = crafting.public_queries(cfg, cfg.protection, pub, cfg.n_images, cfg.n_per_id)
-    feats = crafting.protected_features(cfg, cfg.protection, pub, Enc, device)
+    pub = release.public_queries(cfg, cfg.protection, pub, cfg.n_images, cfg.n_per_id)
+    feats = release.protected_features(cfg, cfg.protection, pub, Enc, device)
     print(f'adapting Dec to {cfg.protection} with {len(pub)} protected public pairs')
-    idnet = identity_model(cfg, meta, device)
+    idnet = adaptive.identity_model(cfg, meta, device)
     gen = torch.Generator().manual_seed(cfg.seed)
     Dec_a, res = adapt(Dec, feats, pub.images.to(device), cfg, gen, idnet)
     res['protection'] = cfg.protection
     print(f"held-out {cfg.select}: unadapted {res['heldout_loss_unadapted']:.5f} -> adapted "
           f"{res['heldout_loss_adapted']:.5f} (epoch {res['best_epoch']} of {res['epochs_run']})")
-    out_file = save_adapted(cfg, meta, 'dec', {'Dec': Dec_a}, res, adaptive_name(cfg.protection),
+    out_file = adaptive.save_adapted(cfg, meta, 'dec', {'Dec': Dec_a}, res, adaptive.dec_name(cfg.protection),
                             'adaptive Dec')
     clock.finish('adaptiveTrainDecoder', pairs=len(pub), saved=str(out_file),
                  **{k: res[k] for k in ('heldout_loss_unadapted', 'heldout_loss_adapted', 'best_epoch')})

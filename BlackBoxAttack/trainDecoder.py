@@ -1,24 +1,20 @@
-"""Step 6: the black-box attack's decoder Dec: feature -> image, trained on public pairs.
+"""Step 7: the black-box attack's decoder Dec: feature -> image, trained on public pairs.
 
 The attacker queries the edge model with its own public faces and learns to invert the
 features: L2 between Dec(Enc(x)) and x (Adam defaults; the paper trains 500 epochs). At the end
-it decodes the raw features of eval_test images and scores them with the oracle (when step 2
+it decodes the raw features of eval_test images and scores them with the oracle (when step 3
 has been run). Saves params/dec.pkl.
 
     python BlackBoxAttack/trainDecoder.py --preset demo
 """
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-import metrics  # noqa: E402
-from common import ckpt, config, dist, io, plots, runtime  # noqa: E402
-from common.train import encode, fit  # noqa: E402
-from Crafter_protection.models import Decoder  # noqa: E402
-from dataset import loader  # noqa: E402
+import metrics
+from common import ckpt, config, dist, io, plots, runtime
+from common.train import encode, fit
+from models import Decoder
+from dataset import loader
 
 # ---- hyperparameters (paper defaults; override with --name value or --preset NAME) ----
 HP = dict(
@@ -29,9 +25,11 @@ HP = dict(
     n_per_id=0,          # eval_test images per identity for the final score (0 = all)
     resume=False,
     enc='enc.pt',        # the target net whose features it learns to invert (a protection's
-                         #   own, e.g. advlearn_lambda<l>.pt for AdvLearn)
+                         # own, e.g. advlearn_lambda<l>.pt for AdvLearn)
     name='dec.pkl',      # output checkpoint; curves, config and report files take its stem
 )
+# what needs more than "finite and >= 0" (common/config.py): counts, learning rates, fractions
+RANGES = dict(width='>=1', epochs='>=1', batch_size='>=1', lr='>0')
 PRESETS = {
     'tiny': dict(width=8, epochs=1, batch_size=32, n_per_id=2),
     'demo': dict(width=32, epochs=3, batch_size=64, n_per_id=1),
@@ -53,7 +51,7 @@ def score_raw(cfg, meta, Enc, Dec, device, out_dir):
         recon = Dec(encode(Enc, test, device)).cpu()
     plots.save_rows([test.x()[:16].cpu(), recon[:16]], out_dir / 'grid_blackbox.png')
     if ckpt.load(cfg, 'eval.pkl', 'oracle', meta, required=False) is None:
-        print('note: no oracle yet (step 2), black-box reconstructions are not scored')
+        print('note: no oracle yet (step 3), black-box reconstructions are not scored')
         return {}
     from Image2ID.evalTrain import load_oracle
     scores = metrics.reconstruction_scores(load_oracle(cfg, meta, device), recon, test.x().cpu(),
@@ -64,15 +62,15 @@ def score_raw(cfg, meta, Enc, Dec, device, out_dir):
 
 
 def main(argv=None):
-    cfg = config.parse(HP, PRESETS, argv, description=__doc__)
+    cfg = config.parse(HP, PRESETS, argv, ranges=RANGES, description=__doc__)
     device, clock = runtime.start(cfg, 'trainDecoder')
     meta = loader.load_meta(cfg.data_dir)
     target = ckpt.load_target(cfg, meta, device, cfg.enc)
     pub = loader.load(cfg.data_dir, 'public', device, meta)
-    feats = encode(target.Enc, pub, device, out='cpu')   # (H7) on the CPU; fit moves batches
-    Dec = runtime.memory_format(Decoder(target.feat_shape, meta['img_size'], cfg.width).to(device), cfg)
+    feats = encode(target.Enc, pub, device, out='cpu')   # on the CPU; fit moves batches
+    Dec = Decoder(target.feat_shape, meta['img_size'], cfg.width).to(device)
     opt = torch.optim.Adam(Dec.parameters(), lr=cfg.lr)
-    gen = torch.Generator().manual_seed(cfg.seed)      # (H9) saved and restored with --resume
+    gen = torch.Generator().manual_seed(cfg.seed)      # saved and restored with --resume
     start, hist = ckpt.resume(cfg, cfg.name, 'dec', meta, {'Dec': Dec}, {'opt': opt},
                               generators={'data': gen})
     out_file = ckpt.path(cfg, cfg.name)
@@ -89,7 +87,7 @@ def main(argv=None):
     sub = 'attack_raw' if cfg.name == HP['name'] else f'attack_raw_{stem}'   # another decoder's grid
     out_dir = io.repo_path(cfg.results_dir) / runtime.run_tag(cfg) / sub
     res = score_raw(cfg, meta, target.Enc, Dec, device, out_dir)
-    if dist.is_main():          # (H7, scale-out) under torchrun rank 0 writes, the others wait
+    if dist.is_main():          # under torchrun rank 0 writes, the others wait
         ckpt.save(out_file, kind='dec', models={'Dec': Dec}, cfg=cfg, meta=meta,
                   metrics={'train_mse': hist['mse'][-1] if hist.get('mse') else None, **res})
         plots.save_curves({'train MSE': hist['mse']}, out_file.with_name(f'{stem}_loss.png'),

@@ -15,19 +15,18 @@ most the batch in progress.
 Scale-out: any number of processes may craft one run folder at once (torchrun ranks, array jobs,
 other machines on a shared disk): each batch is claimed first (batches/<split>_NNNN.claim, see
 common/dist.py), so it is crafted once; a dead worker's batch is taken over (at once on the same
-host, after --claim_timeout_s without heartbeat from another host); the last worker to finish
+host, --claim_timeout_s after it was claimed from another host); the last worker to finish
 merges. The features do not depend on the number of workers (each batch's seed is its index).
 """
 import json
 import math
-import sys
 import time
 from types import SimpleNamespace
 
 import torch
 
-from common import ckpt, dist, io, plots, runtime, wgan
-from Crafter_protection.models import Critic
+from common import ckpt, dist, io, plots, release, runtime, wgan
+from models import Critic
 from dataset import loader
 from WhiteBoxAttack import attacker
 
@@ -63,7 +62,7 @@ class PrivacyCritic:
     """
 
     def __init__(self, img_size, cfg, device, generator):
-        self.D = runtime.memory_format(Critic(img_size, cfg.critic_width).to(device), cfg)   # (H9)
+        self.D = Critic(img_size, cfg.critic_width).to(device)
         self.opt = torch.optim.Adam(self.D.parameters(), lr=cfg.critic_lr, betas=(0.5, 0.999))
         self.gp_weight, self.cfg, self.gen = cfg.gp, cfg, generator
 
@@ -90,8 +89,7 @@ def eps_pii(recon, prior, cfg, device, seed, steps=None):
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     paper = dict(critic_lr=5e-4, critic_batch=32, gp=20.0, gp_high=40.0, critic_width=64)
-    settings = SimpleNamespace(**{k: cfg.get(k, v) for k, v in paper.items()}, n_critic=1,
-                               channels_last=cfg.get('channels_last', False))
+    settings = SimpleNamespace(**{k: cfg.get(k, v) for k, v in paper.items()}, n_critic=1)
     critic = PrivacyCritic(recon.shape[-1], settings, device, gen)
     for _ in range(steps or cfg.eps_steps):
         critic.update(recon.detach(), prior)
@@ -122,17 +120,8 @@ def attacker_view(Enc, G, Amor, F, cfg):
         return G(z)
 
 
-def run_dir(cfg, protection):
-    root = io.repo_path(cfg.crafted_dir)
-    return root / runtime.run_tag(cfg) / (cfg.get('run') or protection)
 
 
-def select(split, cfg):
-    """The images of the split to craft: per identity (n_per_id) and/or the first n_images."""
-    split = split.subset(loader.per_identity(split, cfg.n_per_id, cfg.seed))
-    if cfg.n_images > 0:
-        split = split.subset(torch.arange(min(cfg.n_images, len(split))))
-    return split
 
 
 def run(cfg, protection, craft_batch, title):
@@ -142,16 +131,16 @@ def run(cfg, protection, craft_batch, title):
     other machines): each batch is claimed first (common/dist.claim: an atomic claim file beside
     the batch file), so each is crafted once; rank r of W starts at batches r, r + W, ... and then
     helps with the rest; a dead worker's claim is taken over. A process with nothing left to claim
-    waits for batches others hold, and the last one to finish writes features_<split>.pt and the
+    polls the batches others hold (every POLL_S), and the last one to finish writes features_<split>.pt and the
     report. Each batch's random streams depend only on its index, so the features are the same
     whatever the number of workers.
     """
     device, clock = runtime.start(cfg, title)
     meta = loader.load_meta(cfg.data_dir)
     Enc, G, _, Amor = ckpt.load_attacker(cfg, meta, device)
-    out = run_dir(cfg, protection)
+    out = release.run_dir(cfg, protection)
     _check_same_run(cfg, out)
-    split = select(loader.load(cfg.data_dir, cfg.split, device, meta), cfg)
+    split = release.select(loader.load(cfg.data_dir, cfg.split, device, meta), cfg)
     m = SimpleNamespace(Enc=CountingEnc(Enc), G=G, Amor=Amor, img_size=meta['img_size'])
     batches = list(loader.batches(len(split), cfg.batch_size))
     timeout = float(cfg.get('claim_timeout_s', CLAIM_TIMEOUT_S))
@@ -187,7 +176,7 @@ def run(cfg, protection, craft_batch, title):
                  f"{log['encg_passes_per_step']} Enc(G) passes + {log.get('hvp_per_step', 0)} HVPs per step)")
         io.save_torch({'features': res['F'].detach().cpu(), 'names': [split.names[i] for i in b.tolist()],
                        'z_star': res['z_star'].detach().cpu(), 'log': log,
-                       'provenance': ckpt.output_provenance(out)}, file)    # (H9) what made it
+                       'provenance': ckpt.output_provenance(out)}, file)    # what made it
         if k == 0:
             plots.save_rows([x[:16].cpu(), res['recon_raw'][:16].cpu(), res['recon'][:16].cpu()],
                             out / f'grid_{cfg.split}.png')
@@ -205,32 +194,24 @@ def run(cfg, protection, craft_batch, title):
                 if first:
                     dist.say(f'batch {k}: done before, skipped')
                 continue
-            got = dist.claim(file.with_suffix('.claim'), timeout, take_failed=first)
+            got = dist.claim(file.with_suffix('.claim'), timeout)
             if got == 'held':
                 held.append(k)
-                continue
-            if got == 'failed' or file.exists():       # failed elsewhere in this run, or just done
-                if got != 'failed':
-                    got.release()
                 continue
             if got.previous:
                 dist.say(f'batch {k}: taking over from {got.previous} ({got.reason})')
             try:
-                with got.heartbeat(max(0.5, timeout / 4)):
-                    ok = craft(k, batches[k], file)
-            except BaseException:
-                got.release()       # interrupted: free the batch for the others at once
-                raise
-            if ok:
-                got.release()
-            else:
-                got.mark_failed()
-                failed.append(k)
-        first = False
-        pending = held
-        if held:
+                # a diverged batch is released too: another worker repeats the same divergence
+                # (deterministic) and stops with the same error, as this one does
+                if not file.exists() and not craft(k, batches[k], file):
+                    failed.append(k)
+            finally:
+                got.release()       # done, failed or interrupted: free the batch at once
+        if held and first:
             dist.say(f'waiting for batches {held} held by other processes')
-            time.sleep(min(10.0, max(0.2, timeout / 20)))
+        first, pending = False, held
+        if held:
+            time.sleep(POLL_S)
 
     rows = [torch.load(batch_file(out, cfg.split, k), weights_only=True)['log']
             for k in range(len(batches)) if batch_file(out, cfg.split, k).exists()]
@@ -255,7 +236,8 @@ def run(cfg, protection, craft_batch, title):
     return summary
 
 
-CLAIM_TIMEOUT_S = 600.0   # a claim without a heartbeat for this long is taken over (other hosts)
+CLAIM_TIMEOUT_S = 600.0   # a claim from another host this old is taken over (> a batch's time)
+POLL_S = 0.5              # how often a worker with nothing left to claim looks at others' claims
 
 
 def batch_file(out, split, k):
@@ -346,61 +328,3 @@ def check_finite(step, **values):
         if not math.isfinite(v) or abs(v) > 1e6:
             return f'{k} = {v} at outer step {step}'
     return None
-
-
-# ---- protected features, for every consumer (attacks, utility, evaluation) -----------------
-
-def feature_file(cfg, protection, split):
-    return run_dir(cfg, protection) / f'features_{split}.pt'
-
-
-def craft_command(cfg, protection, split):
-    """The command that makes a protection's features of a split (for 'missing input' rows):
-    Baselines/noise.py, Baselines/advLearning.py, zCrafter.py or featureCrafter.py."""
-    if protection.startswith('noise_s'):
-        return (f'python Baselines/noise.py {cfg.overrides_for_command()} '
-                f'--sigma {protection[len("noise_s"):]} --split {split}').replace('  ', ' ')
-    if ckpt.changes_encoder(protection):
-        return (f'python Baselines/advLearning.py {cfg.overrides_for_command()} '
-                f'--lam {protection.split("lambda")[-1]}').replace('  ', ' ')
-    script = 'zCrafter.py' if protection.startswith('zcrafter') else 'featureCrafter.py'
-    beta = protection.split('beta')[-1] if 'beta' in protection else '1'
-    return (f'python Crafter_protection/{script} {cfg.overrides_for_command()} --beta {beta} '
-            f'--split {split}').replace('  ', ' ')
-
-
-def protected_features(cfg, protection, split, Enc, device):
-    """Released features of the images of `split` under `protection` ('none' = raw Enc(x)).
-
-    The split must only hold images the protection has crafted (use `covered` to select them).
-    """
-    if protection == 'none':
-        with torch.no_grad():
-            return torch.cat([Enc(split.x(b.to(device))) for b in loader.batches(len(split), 256)])
-    file = feature_file(cfg, protection, split.name)
-    return ckpt.aligned_features(file, split, craft_command(cfg, protection, split.name)).to(device)
-
-
-def public_queries(cfg, protection, public, n_images, n_per_id=1):
-    """The adaptive attacker's queries: n_per_id public images per identity, the first n_images,
-    the same rule the crafter's --split public --n_per_id K --n_images N uses; restricted to what
-    the protection's feature file holds. Says so when that is fewer than asked (Q above the
-    number of public identities needs n_per_id > 1), rather than quietly using fewer."""
-    chosen = select(public, SimpleNamespace(n_per_id=n_per_id, n_images=n_images, seed=cfg.seed))
-    got = covered(cfg, protection, chosen)
-    if len(got) < n_images:
-        why = (f'the protection released {len(got)} of them (rerun its --split public with '
-               f'--n_per_id {n_per_id} --n_images {n_images})' if len(got) < len(chosen) else
-               f'{n_per_id} per identity gives {len(chosen)} (raise --n_per_id)')
-        print(f'warning: asked for {n_images} public queries of {protection}; {why}: '
-              f'using {len(got)}', file=sys.stderr)
-    return got
-
-
-def covered(cfg, protection, split):
-    """The part of `split` a protection's feature file covers (all of it for 'none')."""
-    if protection == 'none':
-        return split
-    file = feature_file(cfg, protection, split.name)
-    names = set(ckpt.load_features(file, craft_command(cfg, protection, split.name))['names'])
-    return split.subset([i for i, n in enumerate(split.names) if n in names])

@@ -1,4 +1,4 @@
-"""Step 8: Crafter (paper, Algorithm 1): craft the released feature F of each private image.
+"""Step 11: Crafter (paper, Algorithm 1): craft the released feature F of each private image.
 
 For each batch of private images x:  f0 = Enc(x); a fresh WGAN critic D; fixed prior latents
 z_r; F = f0. Then, for every outer step:
@@ -12,23 +12,29 @@ z_r; F = f0. Then, for every outer step:
      H^-1 v by the paper's Neumann series or by damped conjugate gradient;
   5. an Adam step on F.
 The defaults are the paper's except the solver of steps 1 and 4: warm start with a few inner
-steps, and 8 CG iterations with damping 0.1 (cosine 0.57-0.66 to the exact implicit gradient on
-the demo checkpoints, against 0.31-0.39 for the paper's Neumann series; README). REFERENCE below
-restores the paper's solver; benchmarks/crafting.py compares the two. eps-PII is measured from
-the attacker's side (crafting.attacker_view). Outputs: see Crafter_protection/crafting.py.
+steps, and 8 CG iterations with damping 0.1. REFERENCE below restores the paper's solver;
+benchmarks/crafting.py compares the two. eps-PII is measured from the attacker's side
+(crafting.attacker_view). Outputs: see Crafter_protection/crafting.py.
+
+Why these settings: docs/DESIGN.md
 
     python Crafter_protection/featureCrafter.py --preset demo --beta 1
 """
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
+from common import config
+from Crafter_protection import crafting, implicit
+from WhiteBoxAttack.attacker import invert
 
-from common import config  # noqa: E402
-from Crafter_protection import crafting, implicit  # noqa: E402
-from WhiteBoxAttack.attacker import invert  # noqa: E402
+PROTECTION = dict(prefix='crafter_beta', knob='beta', label='Crafter (beta)', style='o-',
+                  own_encoder=False, randomised=False, order=10, needs=['amor'],
+                  # knob values the Makefile runs (eval_test); full: also the public queries, the
+                  # eval_train release and every adaptive attack (the first is the recommended beta)
+                  points={'tiny': [0.01, 1], 'demo': [0.01, 1], 'celeba-cpu': [0.01, 0.1, 0.3],
+                          'paper': [0.5, 1, 2, 10]},
+                  full={'tiny': [0.01], 'demo': [0.01], 'celeba-cpu': [0.3], 'paper': [1]},
+                  make='Crafter_protection/featureCrafter.py --beta {value} --split {split}')
 
 # ---- hyperparameters (paper defaults; override with --name value or --preset NAME) ----
 HP = dict(
@@ -46,26 +52,31 @@ HP = dict(
     inner_steps=5,       # inner momentum-descent steps per outer step (paper: 80 from Amor(F))
     first_inner_steps=80,  # steps of the very first inner solve from Amor(f0)
     restart_every=0,     # k > 0: every k outer steps (step 0 included) the inner solve restarts
-                         #   at Amor(F) for first_inner_steps, the amortized attacker's own view,
-                         #   instead of following the warm track (issue 17's lever; 0 = off)
+                         # at Amor(F) for first_inner_steps, the amortized attacker's own view,
+                         # instead of following the warm track (issue 17's lever; 0 = off)
     inner_lr=5e-3,       # as the white-box attacker (lr 5e-3, momentum 0.9)
     inner_momentum=0.9,
     hypergrad='cg',      # cg (ours) | neumann (paper)
     neumann_alpha=1e-3,  # paper: alpha 0.001, 120 terms
     neumann_terms=120,
     cg_iters=8,          # CG on (H + cg_damping I) x = dL/dz_star, per image; measured against the
-    cg_damping=0.1,      #   exact H^-1 on demo (README): cosine 0.57-0.66 at 8 iterations, damping
-                         #   0.03-0.3 alike; 4 iterations 0.37-0.46; the Neumann series 0.31-0.39.
-                         #   -1: the series' own damping 1 / (alpha (terms + 1)) = 8.26 (cos 0.30-0.39)
+    cg_damping=0.1,      # exact H^-1 on demo (README): cosine 0.57-0.66 at 8 iterations, damping
+                         # 0.03-0.3 alike; 4 iterations 0.37-0.46; the Neumann series 0.31-0.39.
+                         # -1: the series' own damping 1 / (alpha (terms + 1)) = 8.26 (cos 0.30-0.39)
     split='eval_test',   # the private images to protect (eval_train for the training scenario;
-    n_per_id=0,          #   public for the adaptive attacks); images per identity, 0 = all
+    n_per_id=0,          # public for the adaptive attacks); images per identity, 0 = all
     n_images=0,          # cap on the number of images (0 = all)
     eps_steps=200,       # critic steps of the final eps-PII estimate
     attack_steps=0,      # amortized attack iterations behind eps-PII (0 = attacker.py's preset)
     run='',              # run folder name (default crafter_beta<beta>)
-    claim_timeout_s=600.0,  # (H7, scale-out) a batch claim without heartbeat this long is taken
-                            #   over (another host died); a dead owner on this host at once
+    claim_timeout_s=600.0,  # sharded crafting: another host's batch claim older than this is
+                            #   taken over (a dead owner on this host at once)
 )
+# what needs more than "finite and >= 0" (common/config.py): counts, learning rates, fractions
+RANGES = dict(outer_steps='>=1', batch_size='>=1', lr='>0', critic_lr='>0', n_critic='>=1',
+              critic_batch='>=1', critic_width='>=1', inner_steps='>=1', inner_lr='>0',
+              inner_momentum='[0,1)', neumann_alpha='>0', neumann_terms='>=1', cg_iters='>=1',
+              cg_damping='>=0 or -1', eps_steps='>=1', claim_timeout_s='>0')
 # the paper's solver (Amor(F) start, 80 inner steps, Neumann alpha 0.001 x 120 terms), for the
 # reference side of benchmarks/crafting.py; like ours it solves the attacker's inner loss
 # ||Enc(G(z)) - F||_2 (the norm: WhiteBoxAttack/attacker.py says why not the paper's ||.||^2 / d)
@@ -157,7 +168,7 @@ def craft_batch(x, f0, m, cfg, gen, on_step=None):
 
 
 def main(argv=None):
-    cfg = config.parse(HP, PRESETS, argv, description=__doc__)
+    cfg = config.parse(HP, PRESETS, argv, ranges=RANGES, description=__doc__)
     for key, allowed in (('inner_start', ('warm', 'amortized')), ('hypergrad', ('cg', 'neumann')),
                          ('split', ('eval_test', 'eval_train', 'private', 'public'))):
         if cfg[key] not in allowed:

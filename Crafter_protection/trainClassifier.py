@@ -1,4 +1,4 @@
-"""Step 10: the training scenario: the cloud model f trained on crafted features.
+"""Step 14: the training scenario: the cloud model f trained on crafted features.
 
 Trains a fresh cloud network (ResNet-18 layer2 ... fc) on the protected features of private
 training images (eval_train) with their attribute labels, tests it on protected features of
@@ -10,20 +10,15 @@ Crafter_result/<run>/<protection>/training_scenario.json.
     python Crafter_protection/trainClassifier.py --preset demo --protection crafter_beta1
 """
 import json
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
+import torch.nn.functional as F
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-import metrics  # noqa: E402
-from common import ckpt, config, dist, io, runtime  # noqa: E402
-from common.train import fit, predict  # noqa: E402
-from Crafter_protection import crafting  # noqa: E402
-from Crafter_protection.models import FeatureClassifier  # noqa: E402
-from dataset import loader  # noqa: E402
+import metrics
+from common import ckpt, config, dist, io, release, runtime
+from common.train import fit, predict
+from models import FeatureClassifier
+from dataset import loader
 
 # ---- hyperparameters (paper defaults; override with --name value or --preset NAME) ----
 HP = dict(
@@ -33,6 +28,8 @@ HP = dict(
     lr=1e-3,
     weight_decay=0.0,
 )
+# what needs more than "finite and >= 0" (common/config.py): counts, learning rates, fractions
+RANGES = dict(epochs='>=1', batch_size='>=1', lr='>0')
 PRESETS = {
     'tiny': dict(epochs=1, batch_size=8),
     'demo': dict(epochs=15),
@@ -52,7 +49,7 @@ def fit_and_score(train_feats, train_attrs, test_feats, test_attrs, names, cfg, 
 
 
 def main(argv=None):
-    cfg = config.parse(HP, PRESETS, argv, description=__doc__)
+    cfg = config.parse(HP, PRESETS, argv, ranges=RANGES, description=__doc__)
     device, clock = runtime.start(cfg, 'trainClassifier')
     meta = loader.load_meta(cfg.data_dir)
     if not meta.get('attributes'):
@@ -61,9 +58,9 @@ def main(argv=None):
     res = {'protection': cfg.protection}
     splits = {}
     for name in ('eval_train', 'eval_test'):
-        s = crafting.covered(cfg, cfg.protection, loader.load(cfg.data_dir, name, device, meta))
-        splits[name] = (s, crafting.protected_features(cfg, cfg.protection, s, Enc, device),
-                        crafting.protected_features(cfg, 'none', s, Enc, device))
+        s = release.covered(cfg, cfg.protection, loader.load(cfg.data_dir, name, device, meta))
+        splits[name] = (s, release.protected_features(cfg, cfg.protection, s, Enc, device),
+                        release.protected_features(cfg, 'none', s, Enc, device))
     (tr, tr_prot, tr_clean), (te, te_prot, te_clean) = splits['eval_train'], splits['eval_test']
     print(f'training scenario: {len(tr)} eval_train and {len(te)} eval_test images')
     res['mean_auc_protected'], res['per_attribute_protected'] = fit_and_score(
@@ -71,8 +68,8 @@ def main(argv=None):
     res['mean_auc_clean'], res['per_attribute_clean'] = fit_and_score(
         tr_clean, tr.attrs, te_clean, te.attrs, tr.attr_names, cfg, device, 'f on clean')
     res.update(n_train=len(tr), n_test=len(te))
-    out = crafting.run_dir(cfg, cfg.protection) / 'training_scenario.json'
-    if dist.is_main():          # (H9) under torchrun rank 0 writes, the others wait
+    out = release.run_dir(cfg, cfg.protection) / 'training_scenario.json'
+    if dist.is_main():          # under torchrun rank 0 writes, the others wait
         io.write_text(out, json.dumps(res, indent=1) + '\n')
     dist.barrier()
     print(f"training scenario ({cfg.protection}): mean AUC {res['mean_auc_protected']:.4f} on "

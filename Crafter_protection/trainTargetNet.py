@@ -1,4 +1,4 @@
-"""Step 1: train the split target network (ResNet-18 cut after layer1) on public images.
+"""Step 2: train the split target network (ResNet-18 cut after layer1) on public images.
 
 Enc = conv1 ... layer1 runs on the edge; f = layer2 ... fc classifies the dataset's binary
 attributes in the cloud (BCE). Reports the mean attribute AUC on held-out public images and on
@@ -6,19 +6,15 @@ the private images. Saves params/enc.pt (encoder and classifier).
 
     python Crafter_protection/trainTargetNet.py --preset demo
 """
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-import metrics  # noqa: E402
-from common import ckpt, config, dist, plots, runtime  # noqa: E402
-from Crafter_protection.models import TargetNet  # noqa: E402
-from dataset import loader  # noqa: E402
+import metrics
+from common import ckpt, config, dist, plots, runtime
+from models import TargetNet
+from dataset import loader
 
 # ---- hyperparameters (paper defaults; override with --name value or --preset NAME) ----
 HP = dict(
@@ -31,6 +27,8 @@ HP = dict(
     flip=True,           # random horizontal flips
     resume=False,
 )
+# what needs more than "finite and >= 0" (common/config.py): counts, learning rates, fractions
+RANGES = dict(epochs='>=1', batch_size='>=1', lr='>0', holdout='[0,1)')
 PRESETS = {
     'tiny': dict(epochs=1, batch_size=32),
     'demo': dict(epochs=2, batch_size=64),
@@ -47,7 +45,7 @@ def predict(net, x_u8, batch_size=256):
 
 
 def main(argv=None):
-    cfg = config.parse(HP, PRESETS, argv, description=__doc__)
+    cfg = config.parse(HP, PRESETS, argv, ranges=RANGES, description=__doc__)
     device, clock = runtime.start(cfg, 'trainTargetNet')
     meta = loader.load_meta(cfg.data_dir)
     pub = loader.load(cfg.data_dir, 'public', device, meta)
@@ -67,7 +65,7 @@ def main(argv=None):
     start, hist = ckpt.resume(cfg, 'enc.pt', 'enc', meta, {'net': net}, {'opt': opt},
                               generators={'data': gen})
     hist = hist or {'loss': []}
-    model = dist.wrap(runtime.speed_up(net, cfg, device), device)   # (H7) DDP under torchrun
+    model = dist.wrap(net, device)   # DDP under torchrun
     out_file = ckpt.path(cfg, 'enc.pt')
 
     for epoch in range(start, cfg.epochs):
@@ -81,11 +79,10 @@ def main(argv=None):
         for n, b in enumerate(bar, 1):
             idx = train_idx[b]
             x = loader.augment(pub.x(idx.to(device)), gen, flip=cfg.flip)
-            if dist.world() > 1:    # (H7) this rank's share of the global batch, augmented whole
+            if dist.world() > 1:    # this rank's share of the global batch, augmented whole
                 mine = dist.local(torch.arange(len(idx)))
                 x, idx = x[mine.to(device)], idx[mine]
-            with runtime.autocast(cfg, device):
-                logits = model(runtime.as_input(x, cfg)).float()
+            logits = model(x)
             if use_attrs:
                 loss = F.binary_cross_entropy_with_logits(logits, pub.attrs[idx.to(device)])
             else:
@@ -96,14 +93,14 @@ def main(argv=None):
             total += loss.item()
             bar.set_postfix(loss=f'{total / n:.4f}')
         hist['loss'].append(dist.mean(total / max(1, n)))
-        if dist.is_main():          # (H7) under torchrun rank 0 writes, the others wait
+        if dist.is_main():          # under torchrun rank 0 writes, the others wait
             ckpt.save(out_file, kind='enc', models={'net': net}, cfg=cfg, meta=meta,
                       train=ckpt.train_state({'opt': opt}, epoch + 1, cfg.epochs, hist,
                                              generators={'data': gen}),
                       done=False)
         dist.barrier()
 
-    dist.sync(net)                  # (H7) rank 0's BatchNorm statistics on every rank
+    dist.sync(net)                  # rank 0's BatchNorm statistics on every rank
     held = pub.subset(held_idx)
     res = {}
     if use_attrs:
@@ -115,7 +112,7 @@ def main(argv=None):
     else:
         acc = metrics.topk_accuracy(predict(net, held.images), held.labels.cpu(), (1,))
         res['heldout_identity_top1'] = acc[1]
-    if dist.is_main():              # (H7) under torchrun rank 0 writes, the others wait
+    if dist.is_main():              # under torchrun rank 0 writes, the others wait
         ckpt.save(out_file, kind='enc', models={'net': net}, cfg=cfg, meta=meta, metrics=res)
         plots.save_curves({'train loss': hist['loss']}, out_file.with_name('enc_loss.png'),
                           'target net', xlabel='epoch')

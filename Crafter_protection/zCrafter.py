@@ -1,4 +1,4 @@
-"""Step 9: z-Crafter (paper, Algorithm 3): craft in the latent space instead of the feature space.
+"""Step 12: z-Crafter (paper, Algorithm 3): craft in the latent space instead of the feature space.
 
 Start from the attacker's inversion z_star(Enc(x)) and optimise z directly with Adam against a
 fresh critic (prior faces G(z_r) as in Crafter), keeping the feature close:
@@ -10,17 +10,19 @@ eps-PII comes from the same attacker as Crafter's, who starts at Amor(F), not at
 
     python Crafter_protection/zCrafter.py --preset demo --beta 1
 """
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
+from common import config
+from Crafter_protection import crafting
+from Crafter_protection.featureCrafter import HP as CRAFTER_HP
+from WhiteBoxAttack.attacker import invert
 
-from common import config  # noqa: E402
-from Crafter_protection import crafting  # noqa: E402
-from Crafter_protection.featureCrafter import HP as CRAFTER_HP  # noqa: E402
-from WhiteBoxAttack.attacker import invert  # noqa: E402
+PROTECTION = dict(prefix='zcrafter_beta', knob='beta', label='z-Crafter (beta)', style='s:',
+                  own_encoder=False, randomised=False, order=20, needs=['amor'],
+                  points={'tiny': [1], 'demo': [1], 'celeba-cpu': [1], 'paper': [1]},
+                  full={'tiny': [1], 'celeba-cpu': [1], 'paper': [1]},   # demo: eval_test only (20 min)
+                  make='Crafter_protection/zCrafter.py --beta {value} --split {split}')
 
 # ---- hyperparameters (paper defaults; override with --name value or --preset NAME) ----
 HP = dict(
@@ -30,6 +32,10 @@ HP = dict(
     lr=0.005,            # Adam on z (paper: 0.005; Table XIV also 1e-4 ... 1e-3)
     run='',              # run folder name (default zcrafter_beta<beta>)
 )
+# what needs more than "finite and >= 0" (common/config.py): counts, learning rates, fractions
+RANGES = dict(outer_steps='>=1', batch_size='>=1', lr='>0', critic_lr='>0', n_critic='>=1',
+              critic_batch='>=1', critic_width='>=1', inner_steps='>=1', inner_lr='>0',
+              inner_momentum='[0,1)', eps_steps='>=1', claim_timeout_s='>0')
 PRESETS = {
     'tiny': dict(outer_steps=3, batch_size=16, n_critic=2, critic_width=8, first_inner_steps=3,
                  n_per_id=1, n_images=16, eps_steps=5),
@@ -75,7 +81,7 @@ def craft_batch(x, f0, m, cfg, gen):
 
 
 def main(argv=None):
-    cfg = config.parse(HP, PRESETS, argv, description=__doc__)
+    cfg = config.parse(HP, PRESETS, argv, ranges=RANGES, description=__doc__)
     return crafting.run(cfg, f'zcrafter_beta{cfg.beta:g}', craft_batch, 'zCrafter')
 
 

@@ -1,4 +1,4 @@
-"""Step 12b: adaptive Feature2ID, the identity classifier adapted to what a protection releases.
+"""Step 17: adaptive Feature2ID, the identity classifier adapted to what a protection releases.
 
 The attacker's labelled knowledge of the private identities is the eval_train split (the split
 the identity oracle is trained on). Here the attacker sees the protection's *released*
@@ -12,18 +12,13 @@ Saves params/f2id_adaptive_<protection>.pt (kind f2id); evaluate.py scores it on
     python Feature2ID/f2id_adaptive.py --preset demo --protection noise_s3
 """
 import copy
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
+import torch.nn.functional as F
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-from common import ckpt, config, dist, runtime  # noqa: E402
-from common.train import fit, predict  # noqa: E402
-from Crafter_protection import crafting  # noqa: E402
-from dataset import loader  # noqa: E402
+from common import adaptive, ckpt, config, dist, release, runtime
+from common.train import fit, predict
+from dataset import loader
 
 # ---- hyperparameters (not in the paper: the paper's Feature2ID never adapts) ----
 HP = dict(
@@ -33,18 +28,16 @@ HP = dict(
     weight_decay=1e-4,
     batch_size=32,
     n_per_id=0,          # eval_train images per identity (0 = all): the Makefile's TRAIN, so the
-    n_images=0,          #   unprotected release gets the same labelled knowledge as the others
+    n_images=0,          # unprotected release gets the same labelled knowledge as the others
 )
+# what needs more than "finite and >= 0" (common/config.py): counts, learning rates, fractions
+RANGES = dict(epochs='>=1', lr='>0', batch_size='>=1')
 PRESETS = {
     'tiny': dict(epochs=3, batch_size=8),
     'demo': dict(epochs=30),
     'celeba-cpu': dict(epochs=30),
 }
 # -----------------------------------------------------------------------------------------
-
-
-def adaptive_name(protection):
-    return f'f2id_adaptive_{protection}.pt'
 
 
 def holdout_per_identity(labels, seed):
@@ -98,7 +91,7 @@ def adapt(net, feats, labels, cfg, gen):
 
 
 def main(argv=None):
-    cfg = config.parse(HP, PRESETS, argv, description=__doc__)
+    cfg = config.parse(HP, PRESETS, argv, ranges=RANGES, description=__doc__)
     if not cfg.protection:
         raise config.ConfigError('--protection NAME is required (e.g. noise_s3, crafter_beta0.01, none)')
     device, clock = runtime.start(cfg, 'f2id_adaptive')
@@ -108,9 +101,9 @@ def main(argv=None):
     for p in net.parameters():
         p.requires_grad_(True)
     train = loader.load(cfg.data_dir, 'eval_train', device, meta)
-    train = crafting.covered(cfg, cfg.protection, crafting.select(train, cfg))
-    Enc = ckpt.load_target(cfg, meta, device, ckpt.protection_enc(cfg.protection)).Enc
-    feats = crafting.protected_features(cfg, cfg.protection, train, Enc, device)
+    train = release.covered(cfg, cfg.protection, release.select(train, cfg))
+    Enc = ckpt.load_target(cfg, meta, device, release.enc_name(cfg.protection)).Enc
+    feats = release.protected_features(cfg, cfg.protection, train, Enc, device)
     labels = train.labels.to(device)
     gen = torch.Generator().manual_seed(cfg.seed)
     net, hist, best_epoch, (n_tr, n_va) = adapt(net, feats, labels, cfg, gen)
@@ -120,8 +113,8 @@ def main(argv=None):
     print(f"adaptive Feature2ID on {cfg.protection}: held-out top-1 {res['val_acc_unadapted']:.4f} "
           f"(clean model) -> {res['val_acc']:.4f} (epoch {best_epoch}; {n_tr} train / {n_va} held-out "
           f"eval_train images)")
-    out_file = ckpt.path(cfg, adaptive_name(cfg.protection))
-    if dist.is_main():          # (H9) under torchrun rank 0 writes, the others wait
+    out_file = ckpt.path(cfg, adaptive.f2id_name(cfg.protection))
+    if dist.is_main():          # under torchrun rank 0 writes, the others wait
         ckpt.save(out_file, kind='f2id', models={'f2id': net}, cfg=cfg, meta=meta,
                   metrics={**res, 'history': hist})
     dist.barrier()

@@ -1,19 +1,15 @@
-"""Step 7b: score a feature file with Feature2ID (identity straight from features).
+"""Score a feature file with Feature2ID (identity straight from features).
 
 Takes any saved feature file of private images (raw by default; e.g. a Crafter result's
 features.pt) and reports top-1 / top-5 identity accuracy of params/f2id.pt on it.
 
     python Feature2ID/f2id_test.py --preset demo --features Crafter_result/demo/crafter_beta1/features.pt
 """
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import metrics  # noqa: E402
-from common import ckpt, config, runtime  # noqa: E402
-from common.train import encode, predict  # noqa: E402
-from dataset import loader  # noqa: E402
+import metrics
+from common import ckpt, config, runtime
+from common.train import encode, predict
+from dataset import loader
 
 # ---- hyperparameters --------------------------------------------------------------------
 HP = dict(

@@ -1,4 +1,4 @@
-"""Step 2: train the identity oracle that scores reconstructions (Eval Acc).
+"""Step 3 (and 10 with --split public): train the identity oracle that scores reconstructions (Eval Acc).
 
 An evaluator, not an attacker: it learns the private identities from eval_train images and is
 tested here on the clean eval_test images (top-1 / top-5). ResNet trunk of configurable depth
@@ -6,26 +6,23 @@ tested here on the clean eval_test images (top-1 / top-5). ResNet trunk of confi
 
     python Image2ID/evalTrain.py --preset demo
 
-Step 11a, `--split public --name attacker_id.pkl`: the same network trained by the attacker on
+Step 10, `--split public --name attacker_id.pkl`: the same network trained by the attacker on
 its own public identities (never a private one), tested on one held-out public image per
-identity. The adaptive attacks (steps 11, 12) compare its embeddings of a reconstruction and of
+identity. The adaptive attacks (steps 15, 16) compare its embeddings of a reconstruction and of
 the query image to steer and early-stop adaptation on identity rather than on pixels.
 
     python Image2ID/evalTrain.py --preset demo --split public      # -> params/demo/attacker_id.pkl
 """
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-import metrics  # noqa: E402
-from common import ckpt, config, dist, plots, runtime  # noqa: E402
-from Crafter_protection.models import Oracle  # noqa: E402
-from dataset import loader  # noqa: E402
+import metrics
+from common import ckpt, config, dist, plots, runtime
+from models import Oracle
+from dataset import loader
 
 # ---- hyperparameters (paper defaults; override with --name value or --preset NAME) ----
 HP = dict(
@@ -37,7 +34,7 @@ HP = dict(
     lr=1e-3,             # Adam (paper: 1e-3, weight decay 1e-4)
     weight_decay=1e-4,
     flip=True,           # augmentation: random flips, shifts (pixels), zoom (+-), rotation
-    shift=2,             #   (degrees) and brightness (+-): identity must survive pose and light
+    shift=2,             # (degrees) and brightness (+-): identity must survive pose and light
     scale=0.0,
     rotate=0.0,
     brightness=0.0,
@@ -46,6 +43,9 @@ HP = dict(
     split='eval_train',  # eval_train: the oracle | public: the attacker's own identity model
     name='',             # checkpoint file ('' = eval.pkl, or attacker_id.pkl with --split public)
 )
+# what needs more than "finite and >= 0" (common/config.py): counts, learning rates, fractions
+RANGES = dict(depth=[18, 34, 50, 101, 152], epochs='>=1', public_epochs='>=1', batch_size='>=1',
+              lr='>0', label_smoothing='[0,1)')
 PRESETS = {
     'tiny': dict(depth=18, epochs=2, public_epochs=2, batch_size=32),
     'demo': dict(depth=18, stem='small', epochs=12, public_epochs=4),
@@ -74,7 +74,7 @@ def public_split(pub, seed):
 
 
 def main(argv=None):
-    cfg = config.parse(HP, PRESETS, argv, description=__doc__)
+    cfg = config.parse(HP, PRESETS, argv, ranges=RANGES, description=__doc__)
     if cfg.split not in ('eval_train', 'public'):
         raise config.ConfigError(f"--split {cfg.split!r}: expected 'eval_train' (the oracle) or "
                                  f"'public' (the attacker's identity model)")
@@ -96,15 +96,15 @@ def main(argv=None):
     net = Oracle(train.n_ids, meta['img_size'], cfg.depth, cfg.stem).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
-    gen = torch.Generator().manual_seed(cfg.seed)      # (H9) saved and restored with --resume
+    gen = torch.Generator().manual_seed(cfg.seed)      # saved and restored with --resume
     start, hist = ckpt.resume(cfg, cfg.name, 'oracle', meta, {'oracle': net},
                               {'opt': opt, 'sched': sched}, generators={'data': gen})
     hist = hist or {'loss': [], 'test_top1': []}
-    model = dist.wrap(runtime.speed_up(net, cfg, device), device)   # (H7) DDP under torchrun
+    model = dist.wrap(net, device)   # DDP under torchrun
     out_file = ckpt.path(cfg, cfg.name)
 
     def test_acc():
-        dist.sync(net)              # (H7) rank 0's BatchNorm statistics on every rank
+        dist.sync(net)              # rank 0's BatchNorm statistics on every rank
         net.eval()
         logits, _ = metrics.oracle_outputs(net, test.x())
         return metrics.topk_accuracy(logits, test.labels.cpu(), (1, 5))
@@ -119,12 +119,10 @@ def main(argv=None):
             b = b.to(device)
             x = loader.augment(train.x(b), gen, cfg.flip, cfg.shift, cfg.scale, cfg.rotate,
                                cfg.brightness)
-            if dist.world() > 1:    # (H7) this rank's share of the global batch, augmented whole
+            if dist.world() > 1:    # this rank's share of the global batch, augmented whole
                 mine = dist.local(torch.arange(len(b), device=device))
                 x, b = x[mine], b[mine]
-            with runtime.autocast(cfg, device):
-                loss = F.cross_entropy(model(runtime.as_input(x, cfg)).float(), train.labels[b],
-                                       label_smoothing=cfg.label_smoothing)
+            loss = F.cross_entropy(model(x), train.labels[b], label_smoothing=cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -134,7 +132,7 @@ def main(argv=None):
         hist['loss'].append(dist.mean(total / max(n, 1)))
         hist['test_top1'].append(test_acc()[1])
         print(f'epoch {epoch + 1}: loss {hist["loss"][-1]:.3f}  {test_label} top-1 {hist["test_top1"][-1]:.3f}')
-        if dist.is_main():          # (H7) under torchrun rank 0 writes, the others wait
+        if dist.is_main():          # under torchrun rank 0 writes, the others wait
             ckpt.save(out_file, kind='oracle', models={'oracle': net}, cfg=cfg, meta=meta,
                       train=ckpt.train_state({'opt': opt, 'sched': sched}, epoch + 1, epochs,
                                              hist, generators={'data': gen}),
@@ -144,7 +142,7 @@ def main(argv=None):
     acc = test_acc()
     res = {'top1': acc[1], 'top5': acc[5], 'n_ids': train.n_ids, 'chance': 1 / train.n_ids,
            'n_test': len(test), 'split': cfg.split}
-    if dist.is_main():              # (H7) under torchrun rank 0 writes, the others wait
+    if dist.is_main():              # under torchrun rank 0 writes, the others wait
         ckpt.save(out_file, kind='oracle', models={'oracle': net}, cfg=cfg, meta=meta, metrics=res)
         title = 'identity oracle' if cfg.split == 'eval_train' else "attacker's identity model"
         plots.save_curves({'train loss': hist['loss'], f'{test_label} top-1': hist['test_top1']},

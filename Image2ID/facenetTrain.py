@@ -1,4 +1,4 @@
-"""Step 2 (optional): the FaceNet identity oracle, as the paper uses on LFW.
+"""Step 3 (optional): the FaceNet identity oracle, as the paper uses on LFW.
 
 facenet-pytorch's InceptionResnetV1 with VGGFace2 weights from a local file (`--weights PATH`;
 nothing is downloaded: fetch `20180402-114759-vggface2.pt` from facenet-pytorch's releases on a
@@ -9,19 +9,16 @@ facenet-pytorch is an optional extra: .venv/bin/pip install --no-deps -r require
 
     python Image2ID/facenetTrain.py --preset demo --weights 20180402-114759-vggface2.pt
 """
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-import metrics  # noqa: E402
-from common import ckpt, config, io, runtime  # noqa: E402
-from Crafter_protection.models import FaceNetOracle  # noqa: E402
-from dataset import loader  # noqa: E402
+import metrics
+from common import ckpt, config, io, runtime
+from models import FaceNetOracle
+from dataset import loader
 
 # ---- hyperparameters (paper defaults; override with --name value or --preset NAME) ----
 HP = dict(
@@ -30,6 +27,8 @@ HP = dict(
     batch_size=64,
     lr=1e-3,
 )
+# what needs more than "finite and >= 0" (common/config.py): counts, learning rates, fractions
+RANGES = dict(epochs='>=1', batch_size='>=1', lr='>0')
 PRESETS = {'tiny': dict(epochs=2, batch_size=16)}
 # -----------------------------------------------------------------------------------------
 
@@ -42,7 +41,7 @@ def embed_all(net, split, device, batch_size=64):
 
 
 def main(argv=None):
-    cfg = config.parse(HP, PRESETS, argv, description=__doc__)
+    cfg = config.parse(HP, PRESETS, argv, ranges=RANGES, description=__doc__)
     if not cfg.weights:
         raise config.ConfigError('--weights PATH is required: the VGGFace2 InceptionResnetV1 state '
                                  'dict (20180402-114759-vggface2.pt from facenet-pytorch releases)')

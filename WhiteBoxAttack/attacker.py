@@ -1,4 +1,4 @@
-"""Step 5: the white-box attack, as a library (used by the Crafter and evaluate.py) and a CLI.
+"""Step 6: the white-box attack, as a library (used by the Crafter and evaluate.py) and a CLI.
 
 The attacker knows Enc and has a GAN prior G trained on public faces. Given a released feature
 F it solves   z_star = argmin_z  L_inv(F, z),  L_inv = ||Enc(G(z)) - F||_2   per image (the
@@ -20,14 +20,10 @@ saves the reconstructions and a comparison grid, and scores them with the oracle
 
     python WhiteBoxAttack/attacker.py --preset demo --mode both
 """
-import contextlib
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import torch  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+import torch
+from tqdm import tqdm
 
 # ---- hyperparameters (paper defaults; override with --name value or --preset NAME) ----
 HP = dict(
@@ -43,6 +39,8 @@ HP = dict(
     features='',         # a saved feature file to attack instead of raw Enc(eval_test)
     out='',              # output folder (default results/<run>/attack_<name>)
 )
+# what needs more than "finite and >= 0" (common/config.py): counts, learning rates, fractions
+RANGES = dict(steps='>=1', lr='>0', momentum='[0,1)', restarts='>=1', batch_size='>=1')
 PRESETS = {
     'tiny': dict(steps=10, amor_steps=5, restarts=1, n_per_id=2),
     'demo': dict(steps=200, amor_steps=40, restarts=1, n_per_id=1),
@@ -61,21 +59,18 @@ def feature_mse(Enc, G, z, F):
     return (Enc(G(z)) - F).pow(2).flatten(1).mean(1)
 
 
-def invert(Enc, G, F, z0, steps, lr=5e-3, momentum=0.9, D=None, prior_weight=0.0, autocast=None):
+def invert(Enc, G, F, z0, steps, lr=5e-3, momentum=0.9, D=None, prior_weight=0.0):
     """Momentum descent on z from z0 for `steps` iterations; returns (z_star, final MSE).
 
     Each image's loss is summed over the batch, so images do not interact and the result does
-    not depend on the batch size. autocast: a context (runtime.autocast: bf16 on CUDA with --amp)
-    around the forward passes; the loss and z stay fp32.
+    not depend on the batch size.
     """
-    autocast = autocast or contextlib.nullcontext
     z = z0.detach().clone().requires_grad_(True)
     opt = torch.optim.SGD([z], lr=lr, momentum=momentum)
     for _ in range(steps):
-        with autocast():
-            total = inversion_loss(Enc, G, z, F).float().sum()
-            if D is not None and prior_weight > 0:
-                total = total - prior_weight * D(G(z)).float().sum()
+        total = inversion_loss(Enc, G, z, F).sum()
+        if D is not None and prior_weight > 0:
+            total = total - prior_weight * D(G(z)).sum()
         opt.zero_grad(set_to_none=True)
         total.backward()
         opt.step()
@@ -94,7 +89,6 @@ def whitebox(Enc, G, F, cfg, Amor=None, D=None, generator=None, amortized=False)
     amortized: one start at Amor(F), cfg.amor_steps iterations; otherwise cfg.restarts random
     starts of cfg.steps iterations each.
     """
-    from common import runtime
     outs = []
     starts = 1 if amortized else cfg.restarts
     for _ in range(starts):
@@ -105,8 +99,7 @@ def whitebox(Enc, G, F, cfg, Amor=None, D=None, generator=None, amortized=False)
         else:
             z0 = random_start(len(F), G.latent_dim, generator, F.device)
             steps = cfg.steps
-        z, _ = invert(Enc, G, F, z0, steps, cfg.lr, cfg.momentum, D, cfg.prior_weight,
-                      lambda: runtime.autocast(cfg, F.device))     # (H9) --amp
+        z, _ = invert(Enc, G, F, z0, steps, cfg.lr, cfg.momentum, D, cfg.prior_weight)
         with torch.no_grad():
             outs.append(G(z))
     return torch.stack(outs)
@@ -118,7 +111,7 @@ def main(argv=None):
     import metrics
     from Image2ID.evalTrain import load_oracle
 
-    cfg = config.parse(HP, PRESETS, argv, description=__doc__)
+    cfg = config.parse(HP, PRESETS, argv, ranges=RANGES, description=__doc__)
     device, clock = runtime.start(cfg, 'attacker')
     meta = loader.load_meta(cfg.data_dir)
     Enc, G, D, Amor = ckpt.load_attacker(cfg, meta, device, need_amor=cfg.mode != 'random')

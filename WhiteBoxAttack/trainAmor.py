@@ -1,4 +1,4 @@
-"""Step 4: train the amortizer Amor: feature -> latent start point for the white-box inversion.
+"""Step 5 (and 9): train the amortizer Amor: feature -> latent start point for the white-box inversion.
 
 Trained on random z and their features Enc(G(z)). Two losses:
   latent  (paper Eq. 37):      ||Amor(Enc(G(z))) - z||^2
@@ -12,18 +12,14 @@ Saves params/amor.pt.
 
     python WhiteBoxAttack/trainAmor.py --preset demo
 """
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
+from tqdm import tqdm
 
-import torch  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from common import ckpt, config, dist, plots, runtime  # noqa: E402
-from Crafter_protection.models import Amortizer  # noqa: E402
-from dataset import loader  # noqa: E402
-from WhiteBoxAttack.attacker import feature_mse, invert  # noqa: E402
+from common import ckpt, config, dist, plots, runtime
+from models import Amortizer
+from dataset import loader
+from WhiteBoxAttack.attacker import feature_mse, invert
 
 # ---- hyperparameters (paper defaults; override with --name value or --preset NAME) ----
 HP = dict(
@@ -38,9 +34,12 @@ HP = dict(
     resume=False,
     gan='gan.pt',        # the prior to amortize (gan_a2.pt: the A2 attacker's own prior)
     enc='enc.pt',        # the target net whose features it inverts (a protection's own, e.g.
-                         #   advlearn_lambda<l>.pt for AdvLearn)
+                         # advlearn_lambda<l>.pt for AdvLearn)
     name='amor.pt',      # output checkpoint; curves, config and report files take its stem
 )
+# what needs more than "finite and >= 0" (common/config.py): counts, learning rates, fractions
+RANGES = dict(width='>=1', steps='>=1', batch_size='>=1', lr='>0', eval_images='>=1',
+              eval_steps='>=1', ckpt_every='>=1')
 PRESETS = {
     'tiny': dict(width=8, steps=4, batch_size=16, eval_images=16, eval_steps=3, ckpt_every=2),
     # loss='feature': the README's demo and celeba-cpu figures were made with it
@@ -51,7 +50,7 @@ PRESETS = {
 
 
 def main(argv=None):
-    cfg = config.parse(HP, PRESETS, argv, description=__doc__)
+    cfg = config.parse(HP, PRESETS, argv, ranges=RANGES, description=__doc__)
     if cfg.loss not in ('feature', 'latent'):
         raise config.ConfigError(f"--loss {cfg.loss!r}: expected 'feature' or 'latent'")
     device, clock = runtime.start(cfg, 'trainAmor')
@@ -62,7 +61,7 @@ def main(argv=None):
     Amor = Amortizer(G.latent_dim, target.feat_shape, cfg.width).to(device)
     opt = torch.optim.Adam(Amor.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps)
-    gen = torch.Generator().manual_seed(cfg.seed)      # (H9) saved and restored with --resume
+    gen = torch.Generator().manual_seed(cfg.seed)      # saved and restored with --resume
     start, hist = ckpt.resume(cfg, cfg.name, 'amor', meta, {'Amor': Amor},
                               {'opt': opt, 'sched': sched}, generators={'data': gen})
     hist = hist or {'loss': []}
@@ -70,12 +69,12 @@ def main(argv=None):
     stem = out_file.stem
 
     Amor.train()
-    model = dist.wrap(Amor, device)     # (H7) DDP under torchrun
+    model = dist.wrap(Amor, device)     # DDP under torchrun
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=f'Amor ({cfg.loss} loss)',
                disable=not dist.is_main())
     for step in bar:
         z = torch.randn(cfg.batch_size, G.latent_dim, generator=gen).to(device)
-        z = dist.local(z)               # (H7) this rank's share of the global batch (all of it alone)
+        z = dist.local(z)               # this rank's share of the global batch (all of it alone)
         with torch.no_grad():
             f = Enc(G(z))
         z_hat = model(f)
@@ -91,13 +90,13 @@ def main(argv=None):
         if step % 10 == 0:
             bar.set_postfix(loss=f'{loss.item():.4g}')
         if (step + 1) % cfg.ckpt_every == 0 and step + 1 < cfg.steps:
-            if dist.is_main():          # (H7) under torchrun rank 0 writes, the others wait
+            if dist.is_main():          # under torchrun rank 0 writes, the others wait
                 ckpt.save(out_file, kind='amor', models={'Amor': Amor}, cfg=cfg, meta=meta,
                           done=False, train=ckpt.train_state({'opt': opt, 'sched': sched}, step + 1,
                                                              cfg.steps, hist, unit='step',
                                                              generators={'data': gen}))
             dist.barrier()
-    dist.sync(Amor)                     # (H7) rank 0's buffers on every rank
+    dist.sync(Amor)                     # rank 0's buffers on every rank
     Amor.eval()
 
     # The check that decides between the two losses: inversion loss on real public features.
@@ -114,7 +113,7 @@ def main(argv=None):
         _, final = invert(Enc, G, F, z0, cfg.eval_steps)
         res[f'{name}_loss_after_{cfg.eval_steps}_steps'] = final.mean().item()
     print('inversion loss on public features: ' + ', '.join(f'{k}={v:.4g}' for k, v in res.items()))
-    if dist.is_main():                  # (H7) under torchrun rank 0 writes, the others wait
+    if dist.is_main():                  # under torchrun rank 0 writes, the others wait
         ckpt.save(out_file, kind='amor', models={'Amor': Amor}, cfg=cfg, meta=meta, metrics=res)
         plots.save_curves({f'{cfg.loss} loss': hist['loss']},
                           out_file.with_name(f'{stem}_loss.png'), 'amortizer', logy=True)

@@ -1,4 +1,4 @@
-"""Step 2: train the attacker's prior, a WGAN-GP on public faces (no private identity).
+"""Step 4 (and 9 for the A2 prior): train the attacker's prior, a WGAN-GP on public faces (no private identity).
 
 Generator G and critic D as the paper's Tables XI-XII (G1: linear -> transposed convs ->
 sigmoid). Saves params/gan.pt (G and D, with latent size and image size), a sample grid
@@ -6,17 +6,13 @@ params/gan_samples.png and the loss curves params/gan_loss.png.
 
     python WhiteBoxAttack/train_gan.py --preset demo
 """
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
+from tqdm import tqdm
 
-import torch  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from common import ckpt, config, dist, plots, runtime, wgan  # noqa: E402
-from Crafter_protection.models import Critic, Generator  # noqa: E402
-from dataset import loader  # noqa: E402
+from common import ckpt, config, dist, plots, runtime, wgan
+from models import Critic, Generator
+from dataset import loader
 
 # ---- hyperparameters (paper defaults; override with --name value or --preset NAME) ----
 HP = dict(
@@ -34,15 +30,18 @@ HP = dict(
     ckpt_every=500,      # generator steps between periodic checkpoints / sample grids
     resume=False,
     name='gan.pt',       # output checkpoint in params_dir; samples, curves, config and report
-                         #   files take its stem (gan_a2.pt -> gan_a2_samples.png, ...).
+                         # files take its stem (gan_a2.pt -> gan_a2_samples.png, ...).
                          # The paper's A2 attacker has a prior of its own that the crafter never
-                         #   saw: another seed and another width, with its own amortizer:
-                         #   python WhiteBoxAttack/train_gan.py --preset demo --name gan_a2.pt --seed 1 --width A2_WIDTH
-                         #   python WhiteBoxAttack/trainAmor.py --preset demo --gan gan_a2.pt --name amor_a2.pt
-                         #   A2_WIDTH (the Makefile's): tiny 12, demo 12, celeba-cpu 24. Per
-                         #   generator step, against width 16 / 32: demo 24 costs 2.0x (a few CPU
-                         #   minutes at 500 steps), celeba-cpu 48 would cost 1.8x, 24 costs less.
+                         # saw: another seed and another width, with its own amortizer:
+                         # python WhiteBoxAttack/train_gan.py --preset demo --name gan_a2.pt --seed 1 --width A2_WIDTH
+                         # python WhiteBoxAttack/trainAmor.py --preset demo --gan gan_a2.pt --name amor_a2.pt
+                         # A2_WIDTH (the Makefile's): tiny 12, demo 12, celeba-cpu 24. Per
+                         # generator step, against width 16 / 32: demo 24 costs 2.0x (a few CPU
+                         # minutes at 500 steps), celeba-cpu 48 would cost 1.8x, 24 costs less.
 )
+# what needs more than "finite and >= 0" (common/config.py): counts, learning rates, fractions
+RANGES = dict(latent_dim='>=1', width='>=1', g_steps='>=1', n_critic='>=1', lr='>0', beta1='[0,1)',
+              beta2='[0,1)', batch_size='>=1', ema='[0,1)', ckpt_every='>=1')
 PRESETS = {
     'tiny': dict(latent_dim=32, width=8, g_steps=4, n_critic=2, batch_size=16, ckpt_every=2),
     'demo': dict(latent_dim=128, width=16, g_steps=500, ckpt_every=100),
@@ -52,7 +51,7 @@ PRESETS = {
 
 
 def main(argv=None):
-    cfg = config.parse(HP, PRESETS, argv, description=__doc__)
+    cfg = config.parse(HP, PRESETS, argv, ranges=RANGES, description=__doc__)
     device, clock = runtime.start(cfg, 'train_gan')
     meta = loader.load_meta(cfg.data_dir)
     pub = loader.load(cfg.data_dir, 'public', device, meta)
@@ -72,8 +71,7 @@ def main(argv=None):
     start, hist = ckpt.resume(cfg, cfg.name, 'gan', meta, models, {'g': opt_g, 'd': opt_d},
                               generators={'data': gen})
     hist = hist or {'wasserstein': [], 'gp': [], 'g_loss': []}
-    dist.broadcast_params(*models.values())      # (H9) torchrun: every rank starts from rank 0's
-    Gs, Ds = runtime.speed_up(G, cfg, device), runtime.speed_up(D, cfg, device)
+    dist.broadcast_params(*models.values())      # torchrun: every rank starts from rank 0's
     z_fixed = torch.randn(64, cfg.latent_dim, generator=torch.Generator().manual_seed(1234)).to(device)
     out_file = ckpt.path(cfg, cfg.name)
     stem = out_file.stem
@@ -81,10 +79,10 @@ def main(argv=None):
 
     def real_batch():
         idx = torch.randint(len(pub), (cfg.batch_size,), generator=gen).to(device)
-        return runtime.as_input(loader.augment(pub.x(idx), gen, flip=cfg.flip), cfg)
+        return loader.augment(pub.x(idx), gen, flip=cfg.flip)
 
     def save(step, done):
-        if not dist.is_main():          # (H9) under torchrun rank 0 writes, the others wait
+        if not dist.is_main():          # under torchrun rank 0 writes, the others wait
             dist.barrier()
             return
         final = G_ema if G_ema is not None else G
@@ -103,7 +101,7 @@ def main(argv=None):
 
     G.train()
     D.train()
-    # (H9) torchrun: every rank draws the same global batches (same streams as one process) and
+    # torchrun: every rank draws the same global batches (same streams as one process) and
     # trains on its rows of them; gradients are averaged by hand (dist.average_grads), because
     # DistributedDataParallel cannot take the gradient penalty's double backward (create_graph)
     bar = tqdm(range(start, cfg.g_steps), initial=start, total=cfg.g_steps, desc='WGAN-GP',
@@ -111,16 +109,15 @@ def main(argv=None):
     for step in bar:
         for _ in range(cfg.n_critic):
             z = torch.randn(cfg.batch_size, cfg.latent_dim, generator=gen).to(device)
-            with torch.no_grad(), runtime.autocast(cfg, device):
-                fake = Gs(z).float()
-            w, gp = wgan.critic_step(Ds, opt_d, dist.rows(real_batch()), dist.rows(fake), cfg.gp,
+            with torch.no_grad():
+                fake = G(z)
+            w, gp = wgan.critic_step(D, opt_d, dist.rows(real_batch()), dist.rows(fake), cfg.gp,
                                      sync=True)
             w, gp = dist.mean(w), dist.mean(gp)
         z = torch.randn(cfg.batch_size, cfg.latent_dim, generator=gen).to(device)
         for p in D.parameters():
             p.requires_grad_(False)
-        with runtime.autocast(cfg, device):
-            g_loss = -Ds(Gs(dist.rows(z))).float().mean()
+        g_loss = -D(G(dist.rows(z))).mean()
         opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         dist.average_grads(G)

@@ -19,15 +19,12 @@ any identity. `--compare DIR` prints the same measures for a second dataset besi
     python benchmarks/attribute_identity.py --preset demo --compare dataset/celeba32
 """
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-from common import config, io  # noqa: E402
-from dataset import loader  # noqa: E402
+from common import config, io
+from dataset import loader
 
 # ---- hyperparameters ---------------------------------------------------------------------
 HP = dict(

@@ -25,17 +25,15 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-import metrics  # noqa: E402
-from common import ckpt, config, io, runtime  # noqa: E402
-from Crafter_protection import crafting, featureCrafter  # noqa: E402
-from types import SimpleNamespace  # noqa: E402
-from Image2ID.evalTrain import load_oracle  # noqa: E402
-from dataset import loader  # noqa: E402
-from WhiteBoxAttack import attacker  # noqa: E402
+import metrics
+from common import ckpt, config, io, runtime
+from Crafter_protection import crafting, featureCrafter
+from types import SimpleNamespace
+from Image2ID.evalTrain import load_oracle
+from dataset import loader
+from WhiteBoxAttack import attacker
 
 # ---- hyperparameters ---------------------------------------------------------------------
 HP = dict(
@@ -46,6 +44,7 @@ HP = dict(
     out='',
 )
 HP.update(batch_size=128)
+RANGES = featureCrafter.RANGES   # the crafter rules beyond "finite and >= 0"
 # the crafter's own preset (beta, feature step, critic), on one batch for a few outer steps
 PRESETS = {
     'tiny': {**featureCrafter.PRESETS['tiny'], **dict(horizons='1,2', batch_size=8, eps_steps=5,
@@ -130,7 +129,7 @@ def quality(F, x, labels, m, oracle, cfg, device, seed):
 
 
 def main(argv=None):
-    cfg = config.parse(HP, PRESETS, argv, description=__doc__)
+    cfg = config.parse(HP, PRESETS, argv, ranges=RANGES, description=__doc__)
     device, clock = runtime.start(cfg, 'benchmark crafting')
     meta = loader.load_meta(cfg.data_dir)
     Enc, G, _, Amor = ckpt.load_attacker(cfg, meta, device)

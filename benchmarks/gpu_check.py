@@ -11,7 +11,7 @@ whole wall time (start-up, loading and scoring included), so it is a floor. Peak
 stage's own report: peak CUDA allocation (peak_cuda_mib) on a GPU, the process's peak RSS always.
 
     bash benchmarks/gpu_check.sh              # one GPU, <= 8 minutes
-    bash benchmarks/gpu_check.sh --smoke      # CPU, about a minute (the tiny preset)
+    bash benchmarks/gpu_check.sh --smoke      # CPU, about 3 minutes (the tiny preset)
 """
 import argparse
 import json
@@ -39,6 +39,7 @@ def stages(smoke):
             ('attacker', 'WhiteBoxAttack/attacker.py', ['--n_per_id', '1'], None),
             ('trainDecoder', 'BlackBoxAttack/trainDecoder.py', [], ('public', 1)),
             ('f2id_train', 'Feature2ID/f2id_train.py', [], ('eval_train', 1)),
+            ('attacker_id', 'Image2ID/evalTrain.py', ['--split', 'public', '--epochs', '1'], ('public', 1)),
             ('adaptiveUpdateG', 'WhiteBoxAttack/adaptiveUpdateG.py', ['--protection', 'none', '--epochs', '1'], 16),
             ('evaluate', 'evaluate.py', ['--protections', 'none,crafter_beta1', '--n_per_id', '1',
                                           '--attacks', 'whitebox,whitebox_amortized,blackbox,feature2id'], None),
@@ -58,6 +59,8 @@ def stages(smoke):
                                                           '--restarts', '1'], 120 * 30),
         ('trainDecoder', 'BlackBoxAttack/trainDecoder.py', few + ['--epochs', '3'], ('public', 3)),
         ('f2id_train', 'Feature2ID/f2id_train.py', few + ['--epochs', '3'], ('eval_train', 3)),
+        # the attacker's identity model (public identities), which adaptiveUpdateG selects by
+        ('attacker_id', 'Image2ID/evalTrain.py', few + ['--split', 'public', '--epochs', '2'], ('public', 2)),
         ('adaptiveUpdateG', 'WhiteBoxAttack/adaptiveUpdateG.py', ['--protection', 'none', '--epochs', '1',
                                                                   '--n_images', '128', '--amor_steps', '10'], 96),
         ('evaluate', 'evaluate.py', few + ['--protections', 'none,crafter_beta1', '--n_per_id', '3', '--steps', '20',

@@ -3,7 +3,7 @@
 # on synthetic faces made here, with throughput and peak memory per stage, then crafting seconds
 # per outer step for the paper's solver (reference) and ours (benchmarks/crafting.py).
 #   bash benchmarks/gpu_check.sh            # one GPU: <= 8 minutes
-#   bash benchmarks/gpu_check.sh --smoke    # CPU, about a minute (tiny preset: only that it all runs)
+#   bash benchmarks/gpu_check.sh --smoke    # CPU, about 3 minutes (tiny preset: only that it all runs)
 # Scratch folder: $GPU_CHECK_DIR (default /tmp/gpu_check); PY: the Python to use (default .venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."

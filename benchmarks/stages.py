@@ -13,21 +13,18 @@ Also timed: a stage's data start-up (decode every JPEG vs. load the cache).
     python benchmarks/stages.py --preset demo
 """
 import json
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from PIL import Image  # noqa: E402
-
-import metrics  # noqa: E402
-from common import config, io, runtime, wgan  # noqa: E402
-from Crafter_protection.models import Critic, Generator, Oracle, TargetNet  # noqa: E402
-from dataset import layout, loader  # noqa: E402
+import metrics
+from common import config, io, runtime, wgan
+from models import Critic, Generator, Oracle, TargetNet
+from dataset import layout, loader
 
 # ---- hyperparameters ---------------------------------------------------------------------
 HP = dict(
@@ -41,6 +38,9 @@ HP = dict(
     score_images=256,    # reconstructions scored by each SSIM path
     out='',
 )
+# what needs more than "finite and >= 0" (common/config.py): counts, learning rates, fractions
+RANGES = dict(batches='>=1', batch_size='>=1', gan_width='>=1', latent_dim='>=1',
+              oracle_depth=[18, 34, 50, 101, 152], score_images='>=1')
 PRESETS = {
     'tiny': dict(batches=2, batch_size=8, gan_width=8, latent_dim=16, oracle_depth=18, score_images=8),
     'demo': dict(gan_width=16, latent_dim=128, oracle_depth=18, oracle_stem='small'),
@@ -96,7 +96,7 @@ def timed(step, batches, n):
 
 
 def main(argv=None):
-    cfg = config.parse(HP, PRESETS, argv, description=__doc__)
+    cfg = config.parse(HP, PRESETS, argv, ranges=RANGES, description=__doc__)
     device, clock = runtime.start(cfg, 'benchmark stages')
     root = loader.data_path(cfg.data_dir)
     meta = loader.load_meta(cfg.data_dir)

@@ -36,22 +36,18 @@ identities are 0..n_public-1, private ones n_public..n_public+n_private-1. --out
 the repository root; the folder is built under a temporary name, checked, and only then renamed
 into place. The default 10,500 images take about 40-50 s at 32 px on 2 shared CPU cores.
 """
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import colorsys
+import time
+from io import BytesIO
 
-import colorsys  # noqa: E402
-import time  # noqa: E402
-from io import BytesIO  # noqa: E402
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
 
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from common import config, io  # noqa: E402
-from dataset import layout  # noqa: E402
-from dataset.validate import check, summary  # noqa: E402
+from common import config, io
+from dataset import layout
+from dataset.validate import check, summary
 
 HP = dict(
     out='dataset/synthetic32',   # output folder (relative to the repository root)
@@ -71,6 +67,9 @@ HP = dict(
     grid_ids=8,                  # grid.png: this many identities (rows) ...
     grid_images=8,               # ... times this many images (columns)
 )
+# what needs more than "finite and >= 0" (common/config.py): counts, learning rates, fractions
+RANGES = dict(img_size='>=1', n_public='>=1', n_private='>=1', images_per_id='>=1',
+              supersample='>=1', batch='>=1', grid_ids='>=1', grid_images='>=1')
 PRESETS = {
     'tiny': dict(out='dataset/tiny', n_public=24, n_private=10, images_per_id=8,
                  private_images_per_id=8, img_size=32),
@@ -242,7 +241,8 @@ def make_image(seed, ident, k, idp, size, nuisance=1.0):
     r = np.random.default_rng([seed, 1, ident, k])
     n = nuisance
     p = dict(idp)
-    q, hname, tone, kind = p.pop('q'), p.pop('hair_name'), p.pop('tone'), p.pop('beard_kind')
+    q, hname, kind = p.pop('q'), p.pop('hair_name'), p.pop('beard_kind')
+    p.pop('tone')
     # small within-identity variation of the fixed look
     for key, sd in (('a', 0.02), ('b', 0.015), ('eye_dx', 0.02), ('mw', 0.03), ('hair_vol', 0.015)):
         p[key] = idp[key] * (1 + float(r.normal(0, sd)))
@@ -450,7 +450,7 @@ def render(params, size, ss):
     P = _stack(params)
     H = size * ss
     cv = Canvas(P, H)
-    u, v = cv.u, cv.v
+
     a, b = P['a'], P['b']
 
     # background gradient
@@ -654,7 +654,7 @@ def make_grid(images, rows, cols, pad=2):
 
 
 def main(argv=None):
-    cfg = config.parse(HP, PRESETS, argv=argv, stage=False, description=__doc__)
+    cfg = config.parse(HP, PRESETS, argv=argv, stage=False, ranges=RANGES, description=__doc__)
     cfg.show('make_synthetic')
     for key in ('img_size', 'n_public', 'n_private', 'images_per_id', 'supersample', 'batch'):
         if cfg[key] < 1:

@@ -31,19 +31,16 @@ renamed into place, so a failed run leaves no half-written dataset. Relative --s
 looked up from the working directory first, then from the repository root; --out is relative to
 the repository root (where the stage scripts' --data_dir looks).
 """
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import os
+import shutil
+import time
+from collections import Counter
 
-import os  # noqa: E402
-import shutil  # noqa: E402
-import time  # noqa: E402
-from collections import Counter  # noqa: E402
-
-from common import config, io  # noqa: E402
-from dataset import layout  # noqa: E402
-from dataset.validate import check, summary  # noqa: E402
+from common import config, io
+from dataset import layout
+from dataset.validate import check, summary
 
 HP = dict(
     src='',                 # folder with the official CelebA files (required)
@@ -56,6 +53,8 @@ HP = dict(
     workers=2,              # processes decoding/resizing (1 = in this process)
     overwrite=False,        # replace an existing --out folder
 )
+# what needs more than "finite and >= 0" (common/config.py): counts, learning rates, fractions
+RANGES = dict(img_size='>=1', n_private='>=1', eval_test_frac='(0,1)')
 SHARED = '../shared/data/celeba64'
 PRESETS = {
     'tiny': dict(src=SHARED, out='dataset/celeba_tiny', img_size=32, n_private=5),
@@ -288,7 +287,7 @@ def select_private(counts, k):
 
 
 def main(argv=None):
-    cfg = config.parse(HP, PRESETS, argv, stage=False, description=__doc__)
+    cfg = config.parse(HP, PRESETS, argv, stage=False, ranges=RANGES, description=__doc__)
     cfg.show('prepare_celeba')
     t0 = time.time()
     if not cfg.src:

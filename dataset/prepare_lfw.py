@@ -34,22 +34,18 @@ first (count printed). A failed run leaves no output folder. Relative --src/--pe
 --attr_file are looked up from the working directory first, then from the repository root;
 --out is relative to the repository root.
 """
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import difflib
+import os
+import re
+import time
+from collections import Counter
 
-import difflib  # noqa: E402
-import os  # noqa: E402
-import re  # noqa: E402
-import time  # noqa: E402
-from collections import Counter  # noqa: E402
-
-from common import config, io  # noqa: E402
-from dataset import layout  # noqa: E402
-from dataset.prepare_celeba import (PrepareError, convert_images, find_file, out_dir,  # noqa: E402
+from common import config, io
+from dataset import layout
+from dataset.prepare_celeba import (PrepareError, convert_images, find_file, out_dir,
                                     resolve_input, select_private, walk_dirs)
-from dataset.validate import check, summary  # noqa: E402
+from dataset.validate import check, summary
 
 DEFAULT_ATTRIBUTES = ('Male,Asian,White,Black,Youth,Smiling,Eyeglasses,Black Hair,Blond Hair,'
                       'Wearing Hat')
@@ -67,6 +63,8 @@ HP = dict(
     workers=2,              # processes decoding/resizing (1 = in this process)
     overwrite=False,        # replace an existing --out folder
 )
+# what needs more than "finite and >= 0" (common/config.py): counts, learning rates, fractions
+RANGES = dict(img_size='>=1', n_private='>=1', eval_test_frac='(0,1)')
 PRESETS = {
     'tiny': dict(out='dataset/lfw_tiny', img_size=32, n_private=5),
     'lfw-cpu': dict(out='dataset/lfw64', img_size=64),
@@ -182,7 +180,7 @@ def choose_attributes(wanted, names, path):
 
 
 def main(argv=None):
-    cfg = config.parse(HP, PRESETS, argv, stage=False, description=__doc__)
+    cfg = config.parse(HP, PRESETS, argv, stage=False, ranges=RANGES, description=__doc__)
     cfg.show('prepare_lfw')
     t0 = time.time()
     if not cfg.src:

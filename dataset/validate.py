@@ -15,17 +15,15 @@ The layout itself is described in dataset/layout.py.
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import argparse
+import gc
+import json
+import os
 
-import argparse  # noqa: E402
-import gc  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from common import config, io  # noqa: E402
-from dataset import layout  # noqa: E402
+from common import config, io
+from dataset import layout
 
 # what the image folders may hold; anything else (notes.txt, Thumbs.db) is named and ignored
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.ppm', '.tif', '.tiff')

@@ -14,8 +14,7 @@ def write_public_release(tiny, script, name, transform):
     the tiny public split) written as the public release `name`."""
     import torch
 
-    from common import ckpt, config
-    from Crafter_protection import crafting
+    from common import ckpt, config, release
     from dataset import loader
     cfg = config.parse(script.HP, script.PRESETS, tiny.args)
     meta = loader.load_meta(tiny.data_dir)
@@ -23,4 +22,4 @@ def write_public_release(tiny, script, name, transform):
     pub = loader.load(tiny.data_dir, 'public', 'cpu', meta)
     with torch.no_grad():
         F = Enc(pub.x())
-    ckpt.save_features(crafting.feature_file(cfg, name, 'public'), transform(F), pub.names)
+    ckpt.save_features(release.feature_file(cfg, name, 'public'), transform(F), pub.names)

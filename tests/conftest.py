@@ -1,9 +1,5 @@
-import sys
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # the repository root
 
 
 class TinyRun:

@@ -1,11 +1,10 @@
-"""Step 9b at the tiny preset: AdvLearn trains Enc_lam and f_lam against its own decoder and
+"""Step 13 at the tiny preset: AdvLearn trains Enc_lam and f_lam against its own decoder and
 releases Enc_lam(x) like any protection."""
 import pytest
 import torch
 
 from Baselines import advLearning
-from common import ckpt
-from Crafter_protection import crafting
+from common import ckpt, release
 from dataset import loader
 
 LAM = 0.97   # tiny budgets need a strong weight for the adversarial term to show in 3 epochs
@@ -31,12 +30,12 @@ def test_checkpoint_loads_and_features_are_enc_lambda(tiny, runs):
     meta = loader.load_meta(tiny.data_dir)
     cfg = tiny.cfg()
     name = advLearning.protection_name(LAM)
-    assert ckpt.protection_enc(name) == f'{name}.pt'
+    assert release.enc_name(name) == f'{name}.pt'
     net = ckpt.load_target(cfg, meta, 'cpu', f'{name}.pt')
     orig = ckpt.load_target(cfg, meta, 'cpu')
     test = loader.load(tiny.data_dir, 'eval_test', 'cpu', meta)
     cfg.crafted_dir = tiny.args[tiny.args.index('--crafted_dir') + 1]
-    released = ckpt.aligned_features(crafting.feature_file(cfg, name, 'eval_test'), test)
+    released = ckpt.aligned_features(release.feature_file(cfg, name, 'eval_test'), test)
     with torch.no_grad():
         mine, raw = net.Enc(test.x()), orig.Enc(test.x())
     assert torch.allclose(released, mine, atol=1e-5)
@@ -44,9 +43,9 @@ def test_checkpoint_loads_and_features_are_enc_lambda(tiny, runs):
     assert net(test.x()).shape[1] == len(meta['attributes'])   # f_lam comes with it
     # every split the evaluation reads, the public queries one per identity
     pub = loader.load(tiny.data_dir, 'public', 'cpu', meta)
-    queries = crafting.public_queries(cfg, name, pub, 16)
+    queries = release.public_queries(cfg, name, pub, 16)
     assert len(queries) == min(16, pub.n_ids)
     assert len(set(queries.ids.tolist())) == len(queries)
     for split in ('eval_train', 'public'):
-        obj = ckpt.load_features(crafting.feature_file(cfg, name, split))
+        obj = ckpt.load_features(release.feature_file(cfg, name, split))
         assert obj['protection'] == name and len(obj['names']) > 0

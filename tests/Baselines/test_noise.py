@@ -5,9 +5,8 @@ import math
 import torch
 
 from Baselines import noise
-from common import ckpt
+from common import ckpt, release
 from common.train import encode
-from Crafter_protection import crafting
 from dataset import loader
 
 
@@ -24,7 +23,7 @@ def test_noise_is_seeded_per_image_with_the_requested_scale(tiny):
     args = tiny.args + ['--split', 'eval_test', '--n_per_id', '0', '--n_images', '0']
     res = noise.main(args + ['--sigma', '2'])
     assert res['protection'] == 'noise_s2'
-    file = crafting.feature_file(cfg, 'noise_s2', 'eval_test')
+    file = release.feature_file(cfg, 'noise_s2', 'eval_test')
     obj = ckpt.load_features(file)
     test = loader.load(tiny.data_dir, 'eval_test', 'cpu', meta)
     F = ckpt.aligned_features(file, test)
@@ -41,7 +40,7 @@ def test_noise_is_seeded_per_image_with_the_requested_scale(tiny):
     noise.main(args + ['--sigma', '2'])
     assert torch.equal(ckpt.aligned_features(file, test), F)
     noise.main(args + ['--sigma', '4'])
-    F4 = ckpt.aligned_features(crafting.feature_file(cfg, 'noise_s4', 'eval_test'), test)
+    F4 = ckpt.aligned_features(release.feature_file(cfg, 'noise_s4', 'eval_test'), test)
     assert torch.allclose(F4 - f0, 2 * resid, atol=1e-4)
     # seeded per image: another selection of the same images gets the same noise per image
     part = [3, 0, 5]
@@ -69,8 +68,8 @@ def test_repeated_queries_average_lowers_the_noise(tiny):
 
 def test_release_function_uses_the_generator():
     f0 = torch.zeros(2, 4, 3, 3)
-    a = noise.release(f0, 1.5, 2.0, torch.Generator().manual_seed(1))
-    b = noise.release(f0, 1.5, 2.0, torch.Generator().manual_seed(1))
-    c = noise.release(f0, 1.5, 2.0, torch.Generator().manual_seed(2))
+    a = noise.add_noise(f0, 1.5, 2.0, torch.Generator().manual_seed(1))
+    b = noise.add_noise(f0, 1.5, 2.0, torch.Generator().manual_seed(1))
+    c = noise.add_noise(f0, 1.5, 2.0, torch.Generator().manual_seed(2))
     assert torch.equal(a, b) and not torch.equal(a, c)
-    assert noise.is_randomised('noise_s3') and not noise.is_randomised('crafter_beta0.01')
+    assert release.randomised('noise_s3') and not release.randomised('crafter_beta0.01')

@@ -1,17 +1,16 @@
-"""Step 12 at the tiny preset: the adaptive black-box decoder really adapts.
+"""Step 16 at the tiny preset: the adaptive black-box decoder really adapts.
 
 The adapted Dec must lower the attacker's own held-out query loss (on held-out public queries:
-by default the identity distance of the attacker's own identity model, step 11a, with --select
+by default the identity distance of the attacker's own identity model, step 10, with --select
 pixels ||Dec(F) - x||^2) below the raw decoder's, recomputed here from the saved checkpoints,
 and never be worse than it (the best epoch is kept, epoch 0 included).
 """
 import torch
 
 from BlackBoxAttack import adaptiveTrainDecoder as A
-from common import ckpt, config
-from Crafter_protection import crafting
+from common import adaptive, ckpt, config, release
 from dataset import loader
-from WhiteBoxAttack.adaptiveUpdateG import identity_model, query_split
+from common.adaptive import identity_model, query_split
 from tests.adaptive_helpers import assert_adapted, write_public_release
 
 
@@ -19,13 +18,13 @@ def _check_adapts(tiny, protection, extra=()):
     res = A.main(tiny.args + ['--protection', protection, *extra])
     cfg = config.parse(A.HP, A.PRESETS, tiny.args + ['--protection', protection, *extra])
     meta = loader.load_meta(tiny.data_dir)
-    Enc = ckpt.load_target(cfg, meta, 'cpu', ckpt.protection_enc(protection)).Enc
-    pub = crafting.public_queries(cfg, protection, loader.load(tiny.data_dir, 'public', 'cpu', meta),
+    Enc = ckpt.load_target(cfg, meta, 'cpu', release.enc_name(protection)).Enc
+    pub = release.public_queries(cfg, protection, loader.load(tiny.data_dir, 'public', 'cpu', meta),
                                   cfg.n_images)
-    F = crafting.protected_features(cfg, protection, pub, Enc, 'cpu')
+    F = release.protected_features(cfg, protection, pub, Enc, 'cpu')
     _, va = query_split(len(F), cfg.holdout, cfg.seed)
     Dec0 = ckpt.build(ckpt.load(cfg, 'dec.pkl', 'dec', meta), 'Dec')
-    Dec_a = ckpt.build(ckpt.load(cfg, A.adaptive_name(protection), 'dec', meta), 'Dec')
+    Dec_a = ckpt.build(ckpt.load(cfg, adaptive.dec_name(protection), 'dec', meta), 'Dec')
     idnet = identity_model(cfg, meta, 'cpu')
     before = A.decoder_scores(Dec0, F[va], pub.images[va], idnet)[cfg.select]
     after = A.decoder_scores(Dec_a, F[va], pub.images[va], idnet)[cfg.select]

@@ -1,4 +1,4 @@
-"""Step 6 at the tiny preset: the decoder maps features to images."""
+"""Step 7 at the tiny preset: the decoder maps features to images."""
 import torch
 
 from common import ckpt

@@ -1,4 +1,4 @@
-"""crafting.public_queries: the adaptive attacker's Q public queries, K per identity.
+"""release.public_queries: the adaptive attacker's Q public queries, K per identity.
 
 Q above the number of public identities needs K > 1; asking for more queries than the rule or
 the protection's release gives must say so (it used to drop to one per identity silently).
@@ -6,7 +6,7 @@ the protection's release gives must say so (it used to drop to one per identity 
 from collections import Counter
 
 from Baselines import noise
-from Crafter_protection import crafting
+from common import release
 from dataset import loader
 
 
@@ -19,13 +19,13 @@ def test_queries_take_n_per_id_images_of_each_identity(tiny, capsys):
     tiny.ensure('data')
     cfg, pub = tiny.cfg(seed=0), _public(tiny)
     n_ids = len(set(pub.ids.tolist()))
-    one = crafting.public_queries(cfg, 'none', pub, 10 ** 6)
-    two = crafting.public_queries(cfg, 'none', pub, 2 * n_ids, n_per_id=2)
+    one = release.public_queries(cfg, 'none', pub, 10 ** 6)
+    two = release.public_queries(cfg, 'none', pub, 2 * n_ids, n_per_id=2)
     assert len(one) == n_ids and len(two) == 2 * n_ids
     assert set(Counter(two.ids.tolist()).values()) == {2}
     err = capsys.readouterr().err
     assert 'asked for 1000000 public queries' in err and 'raise --n_per_id' in err
-    crafting.public_queries(cfg, 'none', pub, 2 * n_ids, n_per_id=2)
+    release.public_queries(cfg, 'none', pub, 2 * n_ids, n_per_id=2)
     assert capsys.readouterr().err == ''          # enough queries: no warning
 
 
@@ -34,7 +34,7 @@ def test_queries_beyond_the_release_name_the_command_that_makes_more(tiny, capsy
     noise.main(tiny.args + ['--sigma', '3', '--split', 'public', '--n_per_id', '1',
                             '--n_images', '4'])
     cfg, pub = tiny.cfg(seed=0), _public(tiny)
-    got = crafting.public_queries(cfg, 'noise_s3', pub, 8)
+    got = release.public_queries(cfg, 'noise_s3', pub, 8)
     assert len(got) == 4
     err = capsys.readouterr().err
     assert 'released 4 of them' in err and '--n_per_id 1 --n_images 8' in err

@@ -5,7 +5,7 @@ import json
 
 import torch
 
-from common import ckpt
+from common import ckpt, release
 from Crafter_protection import crafting, featureCrafter, zCrafter
 from dataset import loader
 
@@ -15,7 +15,7 @@ def test_crafter_writes_features_and_resumes(tiny, capsys):
     summary = featureCrafter.main(tiny.args + ['--beta', '0.5'])
     assert summary['batches'] >= 1 and summary['L_u'] >= 0
     cfg = tiny.cfg()
-    out = crafting.run_dir(cfg, 'crafter_beta0.5')
+    out = release.run_dir(cfg, 'crafter_beta0.5')
     feats = ckpt.load_features(out / 'features_eval_test.pt')
     meta = loader.load_meta(tiny.data_dir)
     test = loader.load(tiny.data_dir, 'eval_test', 'cpu', meta)
@@ -52,7 +52,7 @@ def test_diverging_batch_is_not_written(tiny, monkeypatch, capsys):
         raise AssertionError('a diverged batch must stop the run with an error')
     except SystemExit as e:
         assert 'diverged' in str(e.code)
-    out = crafting.run_dir(tiny.cfg(), 'crafter_beta0.9')
+    out = release.run_dir(tiny.cfg(), 'crafter_beta0.9')
     assert not list((out / 'batches').glob('*.pt')) if (out / 'batches').exists() else True
     assert 'stopped this batch' in capsys.readouterr().out
 
@@ -61,5 +61,5 @@ def test_zcrafter_releases_features_of_generated_images(tiny):
     tiny.ensure('amor')
     summary = zCrafter.main(tiny.args + ['--beta', '1'])
     assert summary['batches'] >= 1
-    feats = ckpt.load_features(crafting.run_dir(tiny.cfg(), 'zcrafter_beta1') / 'features_eval_test.pt')
+    feats = ckpt.load_features(release.run_dir(tiny.cfg(), 'zcrafter_beta1') / 'features_eval_test.pt')
     assert torch.isfinite(feats['features']).all()

@@ -17,7 +17,7 @@ import torch
 
 from common import config, wgan
 from Crafter_protection import crafting, featureCrafter
-from Crafter_protection.models import Critic
+from models import Critic
 
 K, S, NF, N = 8, 8, 32, 32          # latent size, image size, feature size, images
 

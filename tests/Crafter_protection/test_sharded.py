@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from Crafter_protection import crafting
+from common import release
+
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = 'Crafter_protection/featureCrafter.py'
@@ -47,7 +48,7 @@ def crafted(outputs):
 
 
 def features(tiny, run):
-    return torch.load(crafting.run_dir(tiny.cfg(), run) / 'features_eval_test.pt', weights_only=True)
+    return torch.load(release.run_dir(tiny.cfg(), run) / 'features_eval_test.pt', weights_only=True)
 
 
 @pytest.fixture(scope='module')
@@ -62,7 +63,7 @@ def reference(tiny):
 
 
 def owners(tiny, run):
-    folder = crafting.run_dir(tiny.cfg(), run) / 'batches'
+    folder = release.run_dir(tiny.cfg(), run) / 'batches'
     return [torch.load(f, weights_only=True)['log']['crafted_by'] for f in sorted(folder.glob('*.pt'))]
 
 
@@ -76,7 +77,7 @@ def test_two_independent_processes_craft_each_batch_once(tiny, reference):
     outs = [finish(p) for p in procs]
     assert crafted(outs) == [0, 1, 2, 3], outs          # each batch once, none twice
     same(features(tiny, 'shard_two'), reference)
-    folder = crafting.run_dir(tiny.cfg(), 'shard_two')
+    folder = release.run_dir(tiny.cfg(), 'shard_two')
     assert not list((folder / 'batches').glob('*.claim*')), 'claims must be released'
 
 
@@ -90,7 +91,7 @@ def test_two_torchrun_ranks_give_the_same_features(tiny, reference):
 
 
 def test_killed_worker_batch_is_taken_over(tiny, reference):
-    folder = crafting.run_dir(tiny.cfg(), 'shard_kill') / 'batches'
+    folder = release.run_dir(tiny.cfg(), 'shard_kill') / 'batches'
     victim = start(tiny, 'shard_kill')
     held, t0 = None, time.time()
     while held is None and victim.poll() is None and time.time() - t0 < 240:

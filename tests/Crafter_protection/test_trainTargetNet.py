@@ -1,4 +1,4 @@
-"""Step 1 at the tiny preset: params/enc.pt holds a usable split network."""
+"""Step 2 at the tiny preset: params/enc.pt holds a usable split network."""
 import math
 
 import torch

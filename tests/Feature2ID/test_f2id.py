@@ -1,4 +1,4 @@
-"""Step 7 at the tiny preset: Feature2ID trains, and f2id_test scores a saved feature file."""
+"""Step 8 at the tiny preset: Feature2ID trains, and f2id_test scores a saved feature file."""
 import torch
 
 from common import ckpt

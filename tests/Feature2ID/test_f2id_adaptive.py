@@ -1,10 +1,9 @@
-"""Step 7c: adaptive Feature2ID learns what a protection releases and never does worse than
+"""Step 17: adaptive Feature2ID learns what a protection releases and never does worse than
 the clean model on its own held-out images."""
 import torch
 
 from Baselines import noise
-from common import ckpt, config
-from Crafter_protection import crafting
+from common import adaptive, ckpt, config, release
 from dataset import loader
 from Feature2ID import f2id_adaptive
 
@@ -69,9 +68,9 @@ def test_f2id_adaptive_on_noise_features_of_tiny(tiny):
     # the saved model is the one whose held-out accuracy was reported
     cfg = tiny.cfg()
     meta = loader.load_meta(tiny.data_dir)
-    net = ckpt.build(ckpt.load(cfg, f2id_adaptive.adaptive_name('noise_s3'), 'f2id', meta), 'f2id')
-    train = crafting.covered(cfg, 'noise_s3', loader.load(tiny.data_dir, 'eval_train', 'cpu', meta))
-    feats = crafting.protected_features(cfg, 'noise_s3', train, None, 'cpu')
+    net = ckpt.build(ckpt.load(cfg, adaptive.f2id_name('noise_s3'), 'f2id', meta), 'f2id')
+    train = release.covered(cfg, 'noise_s3', loader.load(tiny.data_dir, 'eval_train', 'cpu', meta))
+    feats = release.protected_features(cfg, 'noise_s3', train, None, 'cpu')
     _, va = f2id_adaptive.holdout_per_identity(train.labels, cfg.seed)
     acc, _ = f2id_adaptive.accuracy(net, feats[va], train.labels[va])
     assert abs(acc - res['val_acc']) < 1e-6

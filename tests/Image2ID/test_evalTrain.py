@@ -1,4 +1,4 @@
-"""Step 2 at the tiny preset: the oracle scores images of the private identities."""
+"""Step 3 at the tiny preset: the oracle scores images of the private identities."""
 
 import pytest
 
@@ -23,7 +23,7 @@ def test_oracle_trains_and_scores(tiny):
 
 
 def test_attacker_identity_model_learns_public_identities_only(tiny):
-    """Step 11a: --split public trains on the public identities (never a private one) and tests
+    """Step 10: --split public trains on the public identities (never a private one) and tests
     on one held-out public image per identity that it did not train on."""
     import torch
 

@@ -4,10 +4,10 @@ import torch
 
 facenet_pytorch = pytest.importorskip('facenet_pytorch')
 
-from common import ckpt  # noqa: E402
-from dataset import loader  # noqa: E402
-from Image2ID import facenetTrain  # noqa: E402
-from Image2ID.evalTrain import load_oracle  # noqa: E402
+from common import ckpt
+from dataset import loader
+from Image2ID import facenetTrain
+from Image2ID.evalTrain import load_oracle
 
 
 def test_facenet_oracle_retrains_logits_and_loads_for_scoring(tiny, tmp_path):

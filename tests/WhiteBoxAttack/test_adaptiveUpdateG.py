@@ -1,15 +1,14 @@
-"""Step 11 at the tiny preset: the adaptive white-box attacker's G really adapts.
+"""Step 15 at the tiny preset: the adaptive white-box attacker's G really adapts.
 
 The adapted G must lower the attacker's own held-out query loss (the amortized attack with the
 adapted G on held-out public queries; by default the identity distance of the attacker's own
-identity model, step 11a, with --select pixels ||G(z_star(F)) - x||^2) below the unadapted
+identity model, step 10, with --select pixels ||G(z_star(F)) - x||^2) below the unadapted
 prior's, both recomputed here from the saved checkpoints, and never be worse (best epoch kept,
 epoch 0 included).
 """
 import torch
 
-from common import ckpt, config
-from Crafter_protection import crafting
+from common import adaptive, ckpt, config, release
 from dataset import loader
 from WhiteBoxAttack import adaptiveUpdateG as A
 from tests.adaptive_helpers import assert_adapted, write_public_release
@@ -18,19 +17,19 @@ from tests.adaptive_helpers import assert_adapted, write_public_release
 def _setup(tiny, protection, extra=()):
     cfg = config.parse(A.HP, A.PRESETS, tiny.args + ['--protection', protection, *extra])
     meta = loader.load_meta(tiny.data_dir)
-    Enc, G0, _, Amor = A.attacker_models(cfg, meta, 'cpu', protection)
-    pub = crafting.public_queries(cfg, protection, loader.load(tiny.data_dir, 'public', 'cpu', meta),
+    Enc, G0, _, Amor = adaptive.attacker_models(cfg, meta, 'cpu', protection)
+    pub = release.public_queries(cfg, protection, loader.load(tiny.data_dir, 'public', 'cpu', meta),
                                   cfg.n_images)
-    F = crafting.protected_features(cfg, protection, pub, Enc, 'cpu')
-    _, va = A.query_split(len(F), cfg.holdout, cfg.seed)
+    F = release.protected_features(cfg, protection, pub, Enc, 'cpu')
+    _, va = adaptive.query_split(len(F), cfg.holdout, cfg.seed)
     return cfg, meta, Enc, G0, Amor, F, pub.images, va
 
 
 def _check_adapts(tiny, protection, extra=()):
     res = A.main(tiny.args + ['--protection', protection, *extra])
     cfg, meta, Enc, G0, Amor, F, images, va = _setup(tiny, protection, extra)
-    idnet = A.identity_model(cfg, meta, 'cpu')
-    G_a = ckpt.build(ckpt.load(cfg, A.adaptive_name(protection), 'gan', meta), 'G')
+    idnet = adaptive.identity_model(cfg, meta, 'cpu')
+    G_a = ckpt.build(ckpt.load(cfg, adaptive.g_name(protection), 'gan', meta), 'G')
     before = A.attack_scores(Enc, G0, Amor, F[va], images[va], cfg, idnet)[cfg.select]
     after = A.attack_scores(Enc, G_a, Amor, F[va], images[va], cfg, idnet)[cfg.select]
     assert_adapted(res, before, after, 'unadapted prior')
@@ -56,15 +55,15 @@ def test_identity_distance_and_its_gradient(tiny):
     tiny.ensure('attacker_id')
     cfg = config.parse(A.HP, A.PRESETS, tiny.args)
     meta = loader.load_meta(tiny.data_dir)
-    idnet = A.identity_model(cfg, meta, 'cpu')
+    idnet = adaptive.identity_model(cfg, meta, 'cpu')
     x = loader.load(tiny.data_dir, 'public', 'cpu', meta).images[:8]
-    same = A.identity_distance(idnet, x.float().div(255), x)
+    same = adaptive.identity_distance(idnet, x.float().div(255), x)
     assert same.abs().max() < 1e-5
     recon = x.flip(0).float().div(255).requires_grad_(True)
-    other = A.identity_distance(idnet, recon, x)
+    other = adaptive.identity_distance(idnet, recon, x)
     assert (other > 1e-4).all(), other
-    pix = A.attack_loss(recon, x, idnet, 0.0)
-    full = A.attack_loss(recon, x, idnet, 0.5)
+    pix = adaptive.attack_loss(recon, x, idnet, 0.0)
+    full = adaptive.attack_loss(recon, x, idnet, 0.5)
     assert torch.allclose(full - pix, 0.5 * other.mean(), atol=1e-6)
     g_pix, = torch.autograd.grad(pix, recon, retain_graph=True)
     g_full, = torch.autograd.grad(full, recon)
@@ -79,7 +78,7 @@ def _scores(identity, pixels=0.0):
 
 def test_selector_keeps_the_best_epoch_and_counts_patience():
     net = torch.nn.Linear(1, 1)
-    sel = A.Selector('identity', net, _scores([0.5, 0.6, 0.4, 0.5], 1.0), min_gain_se=1.0)
+    sel = adaptive.Selector('identity', net, _scores([0.5, 0.6, 0.4, 0.5], 1.0), min_gain_se=1.0)
     with torch.no_grad():
         net.weight.fill_(3.0)
     assert sel.record(1, net, _scores([0.3, 0.4, 0.2, 0.3], 0.1))       # better by identity
@@ -99,7 +98,7 @@ def test_selector_keeps_the_unadapted_model_when_the_gain_is_within_noise():
     for k, want in ((1.0, 0), (0.0, 1)):
         net = torch.nn.Linear(1, 1)
         w0 = net.weight.item()
-        sel = A.Selector('identity', net, _scores([0.5, 0.5, 0.5, 0.5]), min_gain_se=k)
+        sel = adaptive.Selector('identity', net, _scores([0.5, 0.5, 0.5, 0.5]), min_gain_se=k)
         with torch.no_grad():
             net.weight.fill_(w0 + 1)
         sel.record(1, net, _scores([0.3, 0.7, 0.3, 0.66]))       # mean gain 0.01, SE ~0.1

@@ -1,4 +1,4 @@
-"""Steps 4-5 at the tiny preset: the amortizer and the white-box attack."""
+"""Steps 5-6 at the tiny preset: the amortizer and the white-box attack."""
 import torch
 
 from common import ckpt

@@ -1,4 +1,4 @@
-"""Step 3 at the tiny preset: a generator of the dataset's image size and latent size."""
+"""Step 4 at the tiny preset: a generator of the dataset's image size and latent size."""
 import torch
 
 from common import ckpt

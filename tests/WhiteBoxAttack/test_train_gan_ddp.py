@@ -1,4 +1,4 @@
-"""(H9, issue 15) train_gan under torchrun (2 ranks, gloo, CPU): the WGAN-GP's gradients are
+"""train_gan under torchrun (2 ranks, gloo, CPU): the WGAN-GP's gradients are
 averaged over the ranks by hand (DDP cannot take the penalty's double backward), rank 0 alone
 writes, and a run killed after a periodic checkpoint resumes under torchrun to the very weights
 of an uninterrupted 2-rank run."""
@@ -99,7 +99,7 @@ CRITIC_SCRIPT = """
 import sys, torch
 sys.path.insert(0, sys.argv[2])
 from common import dist, wgan
-from Crafter_protection.models import Critic
+from models import Critic
 dist.init(torch.device('cpu'))
 torch.manual_seed(0)
 D = Critic(16, 8)

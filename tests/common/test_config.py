@@ -68,6 +68,14 @@ def test_help_lists_options_and_presets(capsys):
     assert e.value.code == 0
     out = capsys.readouterr().out
     assert '--epochs 30' in out and 'demo' in out
+    # what each preset sets instead of the HP block, next to the default
+    lines = {ln.split()[0]: ln for ln in out.splitlines() if ln.startswith('  --')}
+    assert 'demo: 4' in lines['--epochs'] and 'demo: 18' in lines['--depth']
+    assert "tiny: 'params/tiny'" in lines['--params_dir'] and '(' not in lines['--lr']
+    with pytest.raises(SystemExit):
+        config.parse(HP, PRESETS, ['--preset', 'tiny', '--help'])
+    lines = {ln.split()[0]: ln for ln in capsys.readouterr().out.splitlines() if ln.startswith('  --')}
+    assert "tiny: 'params/tiny'" in lines['--params_dir'] and 'demo' not in lines['--params_dir']
 
 
 def test_command_hint_carries_preset_and_dirs():

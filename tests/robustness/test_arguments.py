@@ -1,8 +1,10 @@
 """Issue 14, argument validation: rows 4, 5, 6 and 19 of its table, and bad options of our own.
 
-Every numeric hyperparameter has its range in common/config.py (RANGES); a value outside it is a
-ConfigError (one line, exit status 2) before anything is written."""
+Every number must be finite and >= 0 (common/config.py); a script declares more, right below its
+HP, in RANGES. A value outside its range is a ConfigError (one line, exit status 2) before anything
+is written."""
 import importlib.util
+import re
 
 import pytest
 
@@ -24,12 +26,16 @@ def _module(path):
 
 @pytest.mark.parametrize('script', SCRIPTS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_default_and_preset_is_in_range(script):
-    """The ranges never refuse what a script ships: its defaults and every preset."""
+    """The ranges never refuse what a script ships (its defaults and every preset), and a script
+    that declares RANGES hands them to parse."""
     mod = _module(script)
     stage = not str(script.relative_to(ROOT)).startswith('dataset/')
+    if hasattr(mod, 'RANGES'):
+        assert 'ranges=RANGES' in script.read_text()
+        assert set(mod.RANGES) <= set(mod.HP), set(mod.RANGES) - set(mod.HP)
     for preset in [None] + list(getattr(mod, 'PRESETS', {})):
         config.parse(mod.HP, getattr(mod, 'PRESETS', {}), [] if preset is None else
-                     ['--preset', preset], stage=stage)
+                     ['--preset', preset], stage=stage, ranges=getattr(mod, 'RANGES', None))
 
 
 @pytest.mark.parametrize('argv, needle', [
@@ -37,6 +43,7 @@ def test_every_default_and_preset_is_in_range(script):
     (['--outer_steps', '-3'], '--outer_steps -3: expected at least 1'),     # row 4
     (['--beta', '-1'], '--beta -1.0: expected at least 0'),                 # row 5
     (['--batch_size', '0'], '--batch_size 0: expected at least 1'),         # row 6
+    (['--lr', '0'], '--lr 0.0: expected greater than 0'),                   # row 6
     (['--lr', '-1'], '--lr -1.0: expected greater than 0'),                 # row 6
     (['--lr', 'nan'], 'expected a finite number'),                          # extra
     (['--inner_momentum', '1'], 'inner_momentum 1.0: expected a value in [0,1)'),
@@ -65,6 +72,35 @@ def test_zero_means_all_where_the_script_says_so():
     assert cfg.n_per_id == 0 and cfg.beta == 0.0
 
 
+@pytest.mark.parametrize('script, argv, needle', [
+    ('Baselines/advLearning.py', ['--lam', '1.5'], '--lam 1.5: expected a value in [0,1]'),
+    ('Image2ID/evalTrain.py', ['--depth', '19'], '--depth 19: expected one of 18, 34, 50, 101, 152'),
+    ('dataset/prepare_celeba.py', ['--eval_test_frac', '0'], 'expected a value in (0,1)'),
+    ('WhiteBoxAttack/train_gan.py', ['--beta1', '1'], '--beta1 1.0: expected a value in [0,1)'),
+    ('WhiteBoxAttack/train_gan.py', ['--g_steps', '0'], '--g_steps 0: expected at least 1'),
+    ('WhiteBoxAttack/attacker.py', ['--lr', '0'], '--lr 0.0: expected greater than 0'),
+])
+def test_scripts_declare_their_ranges(script, argv, needle):
+    """Each kind of rule a script declares below its HP (fractions, allowed values, counts,
+    learning rates) is what refuses these values: without it they would pass "finite, >= 0"."""
+    mod = _module(ROOT / script)
+    stage = not script.startswith('dataset/')
+    config.parse(mod.HP, mod.PRESETS, argv, stage=stage)      # the generic rule lets them through
+    with pytest.raises(config.ConfigError, match=re.escape(needle)):
+        config.parse(mod.HP, mod.PRESETS, argv, stage=stage, ranges=mod.RANGES)
+
+
+def test_every_number_is_finite_and_not_negative_unless_declared():
+    hp = dict(alpha=0.5, n=3, damping=1.0)
+    for argv, needle in ((['--alpha', '-0.1'], '--alpha -0.1: expected at least 0'),
+                         (['--n', '-1'], '--n -1: expected at least 0'),
+                         (['--alpha', 'inf'], 'expected a finite number')):
+        with pytest.raises(config.ConfigError, match=needle):
+            config.parse(hp, {}, argv)
+    cfg = config.parse(hp, {}, ['--damping', '-1', '--alpha', '0'], ranges={'damping': '>=0 or -1'})
+    assert cfg.damping == -1.0 and cfg.alpha == 0.0
+
+
 def test_a_script_can_tighten_a_range():
     with pytest.raises(config.ConfigError, match='holdout 0.0'):
         config.parse(dict(holdout=0.25), {}, ['--holdout', '0'], ranges={'holdout': '(0,1)'})
@@ -72,7 +108,8 @@ def test_a_script_can_tighten_a_range():
 
 def test_preset_values_are_checked_too():
     with pytest.raises(config.ConfigError, match=r'epochs=0 \(from --preset bad\)'):
-        config.parse(dict(epochs=3), {'bad': dict(epochs=0)}, ['--preset', 'bad'])
+        config.parse(dict(epochs=3), {'bad': dict(epochs=0)}, ['--preset', 'bad'],
+                     ranges={'epochs': '>=1'})
 
 
 def test_params_dir_that_is_a_file_is_refused(tiny, tmp_path):

@@ -1,4 +1,4 @@
-"""Issue 14 leftover (H9): trainAmor, evalTrain, trainDecoder and f2id_train save their data
+"""Issue 14 leftover : trainAmor, evalTrain, trainDecoder and f2id_train save their data
 generator (shuffling, augmentation, latent draws) in the periodic checkpoint and restore it on
 --resume. Here f2id_train crashes right after its first periodic checkpoint and is resumed: the
 final weights equal an uninterrupted run's bit for bit (without the saved stream the resumed

@@ -1,6 +1,7 @@
 """evaluate.py: privacy as the worst case over attacks, the matched-utility table, attribute
-linkage, repeated queries (A3) only where the release is random, and a protection that brings
-its own encoder (AdvLearn) evaluated with that encoder and its own cloud model."""
+linkage, repeated queries (A3) only where the release is random, a protection that brings its
+own encoder (AdvLearn) evaluated with that encoder and its own cloud model, and every missing
+input a skipped cell naming the command that makes it."""
 import json
 
 import pytest
@@ -9,7 +10,7 @@ import torch
 import evaluate
 import metrics
 from Baselines import noise
-from common import ckpt, io
+from common import adaptive, ckpt, io, release
 from common.train import encode
 from dataset import loader
 
@@ -39,13 +40,11 @@ def _result():
              'crafter_beta1': prot(0.83, whitebox=0.7, blackbox=0.72),
              'noise_s3': prot(0.76, whitebox=0.5, blackbox=0.58, a3_blackbox=0.6),
              'noise_s2': prot(0.79, whitebox=0.6, blackbox=0.62, a3_blackbox=0.66)}
-    r = {'dataset': 'x', 'n_ids': 100, 'chance': 0.01, 'n_images': 100, 'protections': prots,
-         'date': 'today', 'command': 'python evaluate.py'}
-    r['targets'] = evaluate.targets(r)
-    return r
+    return {'dataset': 'x', 'n_ids': 100, 'chance': 0.01, 'n_images': 100, 'protections': prots,
+            'date': 'today', 'command': 'python evaluate.py'}
 
 
-def test_report_and_targets_use_the_worst_case(tmp_path):
+def test_report_uses_the_worst_case(tmp_path):
     r = _result()
     evaluate.write_report(r, tmp_path)
     text = (tmp_path / 'report.md').read_text()
@@ -53,8 +52,7 @@ def test_report_and_targets_use_the_worst_case(tmp_path):
     assert '**0.450** (attribute_linkage)' in row               # not the white-box 0.4
     none_row = next(line for line in text.splitlines() if line.startswith('| none |'))
     assert 'n/a' in none_row                                      # A3 does not apply
-    privacy = [(w, v, ok) for w, v, ok in r['targets'] if w.startswith('crafter_beta0.01: worst-case')]
-    assert len(privacy) == 1 and privacy[0][1] == 0.45 and privacy[0][2] == (0.45 <= 0.3 * 0.8)
+    assert '## Targets' not in text and '- [' not in text          # no tracker-style pass marks
     # matched utility: Crafter 0.01 (AUC 0.77) against noise at >= 0.77 AUC -> only noise_s2 (0.66)
     table, fams = evaluate.matched_utility(r['protections'])
     assert table['crafter_beta0.01']['noise_s'] == (0.66, 'noise_s2')
@@ -78,10 +76,10 @@ def test_attribute_linkage_names_the_nearest_identity_profile():
 
 
 def test_protection_families_and_order():
-    assert evaluate.family('noise_s2.5') == ('noise_s', 2.5)
-    assert evaluate.family('advlearn_lambda0.9') == ('advlearn_lambda', 0.9)
+    assert release.family('noise_s2.5') == ('noise_s', 2.5)
+    assert release.family('advlearn_lambda0.9') == ('advlearn_lambda', 0.9)
     names = ['noise_s3', 'advlearn_lambda0.5', 'zcrafter_beta1', 'crafter_beta1', 'crafter_beta0.01', 'none']
-    assert sorted(names, key=evaluate.order_key) == ['none', 'crafter_beta0.01', 'crafter_beta1',
+    assert sorted(names, key=release.order_key) == ['none', 'crafter_beta0.01', 'crafter_beta1',
                                                      'zcrafter_beta1', 'noise_s3', 'advlearn_lambda0.5']
 
 
@@ -99,8 +97,7 @@ def _fake_advlearn(tiny, meta):
     net = ckpt.load_target(cfg, meta, 'cpu', f'{LAM}.pt')
     test = loader.load(tiny.data_dir, 'eval_test', 'cpu', meta)
     feats = encode(net.Enc, test, 'cpu')
-    from Crafter_protection import crafting
-    ckpt.save_features(crafting.feature_file(cfg, LAM, 'eval_test'), feats, test.names)
+    ckpt.save_features(release.feature_file(cfg, LAM, 'eval_test'), feats, test.names)
     return net
 
 
@@ -110,11 +107,33 @@ def test_evaluate_on_tiny_a3_and_an_encoder_changing_protection(tiny, tmp_path):
     meta = loader.load_meta(tiny.data_dir)
     noise.main(tiny.args + ['--sigma', '3', '--split', 'eval_test', '--n_per_id', '0', '--n_images', '0'])
     own = _fake_advlearn(tiny, meta)
-    attacks = 'whitebox_amortized,blackbox,feature2id,attribute_linkage,a3_blackbox,a3_feature2id,whitebox_a2'
+    attacks = ('whitebox_amortized,blackbox,feature2id,attribute_linkage,a3_blackbox,a3_feature2id,whitebox_a2,'
+               'adaptive_whitebox,adaptive_blackbox,adaptive_feature2id')
     res = evaluate.main(tiny.args + ['--protections', f'none,noise_s3,{LAM}', '--attacks', attacks,
                                      '--n_per_id', '0', '--out', str(tmp_path)])
     prots = res['protections']
-    assert json.loads((tmp_path / 'metrics.json').read_text())['protections'].keys() == prots.keys()
+    saved = json.loads((tmp_path / 'metrics.json').read_text())
+    assert saved['protections'].keys() == prots.keys() and 'targets' not in saved
+    # an adapted model that was not made (other tests of the session may have made none's) is a
+    # skipped cell naming the adaptive stage for that protection
+    cfg = tiny.cfg()
+    report, checked = (tmp_path / 'report.md').read_text(), 0
+    for p, entry in prots.items():
+        for attack, script, made in (('adaptive_whitebox', 'WhiteBoxAttack/adaptiveUpdateG.py', adaptive.g_name),
+                                     ('adaptive_blackbox', 'BlackBoxAttack/adaptiveTrainDecoder.py', adaptive.dec_name),
+                                     ('adaptive_feature2id', 'Feature2ID/f2id_adaptive.py', adaptive.f2id_name)):
+            if p == LAM and attack == 'adaptive_whitebox':
+                continue                       # its own amortizer is missing first (below)
+            if ckpt.path(cfg, made(p)).exists():
+                assert attack in entry['attacks']
+                continue
+            why = entry['skipped'][attack]
+            assert f'python {script}' in why and f'--protection {p}' in why, why
+            assert f'- {p} / {attack}: {why}' in report
+            checked += 1
+    assert checked >= 3        # the fake AdvLearn point never has adapted models
+    assert 'python WhiteBoxAttack/train_gan.py' in prots['none']['skipped']['whitebox_a2']
+    assert '## Targets' not in report
     # A3: only for the randomised release
     assert set(prots['none']['not_applicable']) == {'a3_blackbox', 'a3_feature2id'}
     assert {'a3_blackbox', 'a3_feature2id'} <= set(prots['noise_s3']['attacks'])
@@ -136,6 +155,8 @@ def test_evaluate_on_tiny_a3_and_an_encoder_changing_protection(tiny, tmp_path):
     assert a['encoder'] == f'{LAM}.pt' and a['mean_auc'] == pytest.approx(mine, abs=1e-6)
     assert abs(mine - other) > 1e-3
     assert 'whitebox_amortized' in a['skipped'] and f'amor_{LAM}.pt' in a['skipped']['whitebox_amortized']
+    assert f'--enc {LAM}.pt --name amor_{LAM}.pt' in a['skipped']['whitebox_amortized']
+    assert a['skipped']['adaptive_whitebox'] == a['skipped']['whitebox_amortized']
     # attribute linkage with its own Enc and f for the profiles too
     train = loader.load(tiny.data_dir, 'eval_train', 'cpu', meta)
     with torch.no_grad():
@@ -148,12 +169,52 @@ def test_evaluate_on_tiny_a3_and_an_encoder_changing_protection(tiny, tmp_path):
 
 def test_missing_feature_hints_name_the_script_that_makes_them():
     from common import config
-    from Crafter_protection import crafting, featureCrafter
+    from Crafter_protection import featureCrafter
     cfg = config.parse(featureCrafter.HP, featureCrafter.PRESETS, ['--preset', 'demo'])
-    assert 'Baselines/noise.py' in crafting.craft_command(cfg, 'noise_s2.5', 'public')
-    assert '--sigma 2.5 --split public' in crafting.craft_command(cfg, 'noise_s2.5', 'public')
-    assert 'Baselines/advLearning.py' in crafting.craft_command(cfg, 'advlearn_lambda0.9', 'eval_test')
-    assert '--lam 0.9' in crafting.craft_command(cfg, 'advlearn_lambda0.9', 'eval_test')
-    assert 'zCrafter.py' in crafting.craft_command(cfg, 'zcrafter_beta1', 'eval_test')
-    cmd = crafting.craft_command(cfg, 'crafter_beta0.3', 'eval_train')
+    assert 'Baselines/noise.py' in release.make_command(cfg, 'noise_s2.5', 'public')
+    assert '--sigma 2.5 --split public' in release.make_command(cfg, 'noise_s2.5', 'public')
+    assert 'Baselines/advLearning.py' in release.make_command(cfg, 'advlearn_lambda0.9', 'eval_test')
+    assert '--lam 0.9' in release.make_command(cfg, 'advlearn_lambda0.9', 'eval_test')
+    assert 'zCrafter.py' in release.make_command(cfg, 'zcrafter_beta1', 'eval_test')
+    cmd = release.make_command(cfg, 'crafter_beta0.3', 'eval_train')
     assert 'featureCrafter.py' in cmd and '--beta 0.3 --split eval_train' in cmd
+
+
+def _attacker(tmp_path, protection):
+    """An Attacker without loaded models, facing `protection` (for what it says is missing)."""
+    from common import config
+    cfg = config.parse(evaluate.HP, evaluate.PRESETS, ['--preset', 'tiny', '--params_dir', str(tmp_path)])
+    a = object.__new__(evaluate.Attacker)
+    a.cfg, a.meta, a.device, a.test, a._loaded, a.protection = cfg, None, 'cpu', None, {}, protection
+    return a
+
+
+@pytest.mark.parametrize('model,adapted,script', [
+    ('G', True, 'WhiteBoxAttack/adaptiveUpdateG.py'), ('Dec', True, 'BlackBoxAttack/adaptiveTrainDecoder.py'),
+    ('f2id', True, 'Feature2ID/f2id_adaptive.py'), ('Dec', False, 'BlackBoxAttack/trainDecoder.py'),
+    ('f2id', False, 'Feature2ID/f2id_train.py')])
+def test_a_missing_model_is_named_with_the_command_that_makes_it(tmp_path, model, adapted, script):
+    a = _attacker(tmp_path, 'crafter_beta0.5')
+    with pytest.raises(evaluate.Missing) as e:
+        a.trained(model, adapted=adapted)
+    why = str(e.value)
+    assert f'python {script}' in why and '--preset tiny' in why
+    assert ('--protection crafter_beta0.5' in why) == adapted
+    assert ('eval_train features' in why and 'featureCrafter.py' in why) == (adapted and model == 'f2id')
+
+
+def test_missing_priors_amortizers_and_encoders_name_their_commands(tmp_path):
+    a = _attacker(tmp_path, 'advlearn_lambda0.5')
+    with pytest.raises(evaluate.Missing, match='gan_a2.pt is missing; .*WhiteBoxAttack/train_gan.py .*--name gan_a2.pt'):
+        a.invert(None, gan='gan_a2.pt')
+    for gan, name in (('gan.pt', 'amor_advlearn_lambda0.5.pt'), ('gan_a2.pt', 'amor_a2_advlearn_lambda0.5.pt')):
+        with pytest.raises(evaluate.Missing) as e:
+            a.amortizer(gan, 8)
+        assert f'{name} is missing' in str(e.value)
+        assert 'python WhiteBoxAttack/trainAmor.py --preset tiny' in str(e.value)
+        assert str(e.value).endswith(f'--gan {gan} --enc advlearn_lambda0.5.pt --name {name}')
+    with pytest.raises(evaluate.Missing, match='advlearn_lambda0.5.pt is missing; make it with: python '
+                                               'Baselines/advLearning.py --lam 0.5'):
+        a.face('advlearn_lambda0.5')
+    # an attack of the table raises Missing, never its own skip text
+    assert set(evaluate.ATTACKS) >= set(evaluate.IDENTITY_ONLY) | set(evaluate.A3)

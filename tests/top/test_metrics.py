@@ -104,7 +104,7 @@ def test_reconstruction_scores_with_a_perfect_and_a_useless_reconstruction():
 
 
 def test_ssim_and_fsim_run_on_the_inputs_device_and_match_piq(monkeypatch):
-    """(H9) SSIM/FSIM are computed where the images are (the GPU at paper scale): piq is handed
+    """ SSIM/FSIM are computed where the images are (the GPU at paper scale): piq is handed
     tensors on x's device, never a CPU copy; on the CPU the scores equal piq's own."""
     import piq
     x = faces(3)

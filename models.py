@@ -46,11 +46,14 @@ class TargetNet(nn.Module):
     Enc: 3 x S x S -> 64 x S/4 x S/4 (64 x 16 x 16 at 64 px); f: feature -> n_out logits.
     """
 
-    def __init__(self, n_out, img_size):
+    def __init__(self, n_out, img_size, prune_ratio=0.0):
         super().__init__()
         self.arch = dict(name='TargetNet', n_out=n_out, img_size=img_size)
         net = _resnet(18, n_out)
         self.Enc = nn.Sequential(Normalize(), net.conv1, net.bn1, net.relu, net.maxpool, net.layer1)
+        if prune_ratio > 0:     # DISCO (Baselines/disco.py): Enc ends in its channel pruner
+            self.arch['prune_ratio'] = prune_ratio
+            self.Enc.append(ChannelPruner(64, prune_ratio))
         self.f = resnet_tail(net)
         self.feat_shape = (64, img_size // 4, img_size // 4)
 
@@ -248,8 +251,41 @@ class FaceNetOracle(nn.Module):
         return self.logits(self.embed(x))
 
 
+class ChannelPruner(nn.Module):
+    """DISCO's pruning network (Baselines/disco.py): scores the channels of a feature from the
+    feature itself and soft-masks them, mask = sigmoid((score - t) / temperature), t the score at
+    the `ratio` quantile of each image's scores, so about `ratio` of the channels are switched off."""
+
+    def __init__(self, channels, ratio, temperature=1 / 30):
+        super().__init__()
+        self.ratio, self.temperature = ratio, temperature
+        self.score = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Linear(channels, channels),
+                                   nn.ReLU(), nn.Linear(channels, channels))
+
+    def mask(self, z):
+        s = self.score(z)
+        t = torch.quantile(s, self.ratio, dim=1, keepdim=True)
+        return torch.sigmoid((s - t) / self.temperature)
+
+    def forward(self, z):
+        return z * self.mask(z)[:, :, None, None]
+
+
+class NoiseScale(nn.Module):
+    """Shredder's learned noise (Baselines/shredder.py): one scale per feature element; a release
+    is f0 + exp(log_scale) * eps with eps ~ N(0, 1) drawn per image."""
+
+    def __init__(self, feat_shape, init=0.0):
+        super().__init__()
+        self.arch = dict(name='NoiseScale', feat_shape=list(feat_shape), init=init)
+        self.log_scale = nn.Parameter(torch.full(tuple(feat_shape), float(init)))
+
+    def forward(self, f0, eps):
+        return f0 + self.log_scale.exp() * eps
+
+
 MODELS = {c.__name__: c for c in (TargetNet, FeatureClassifier, Generator, Critic, Amortizer,
-                                   Decoder, Oracle, FaceNetOracle)}
+                                   Decoder, Oracle, FaceNetOracle, NoiseScale)}
 
 
 def build(arch):
