@@ -1,5 +1,5 @@
 # Quick start:  make demo  (the whole pipeline on built-in synthetic faces)  |  make test
-# Any preset:   make pipeline PRESET=celeba-cpu [SRC=../shared/data/celeba64]
+# Any preset:   make pipeline PRESET=celeba-cpu [SRC=../shared/data/celeba64] | PRESET=lfw-cpu
 # Paper scale:  make pipeline PRESET=paper SRC=<CelebA folder> [N_PRIVATE=1000]  (GPU; check it with make gpu-check)
 # A stage is redone when its stamp (params/<preset>/.done_<stage>) is missing or older than its
 # inputs: the stamps it needs, its script and every module that script imports (.deps.mk, made by
@@ -23,7 +23,7 @@ ARGS     = --preset $(PRESET) --data_dir $(DATA) --params_dir $(P) --results_dir
 # independent prior gan_a2.pt (the paper's A2). The knob values of each protection (which points
 # run, which get every adaptive attack) are declared in the protection's own file (PROTECTION in
 # Crafter_protection/*.py, Baselines/*.py); override one with e.g. POINTS_noise_s="2 3".
-ifeq ($(PRESET),celeba-cpu)
+ifneq ($(filter celeba-cpu lfw-cpu,$(PRESET)),)
 NPUB    ?= 256
 TRAIN   ?= --n_per_id 4
 A2_WIDTH ?= 24
@@ -46,14 +46,21 @@ endif
 # or a celeba-* / paper preset, prepares real CelebA from SRC (dataset/prepare_celeba.py; its
 # own preset where it has one, N_PRIVATE private identities if given); otherwise the built-in
 # synthetic faces. A preset run on CelebA that is not a CelebA preset gets its own params folder.
-ifeq ($(origin SRC),command line)
+ifneq ($(filter lfw-cpu paper-lfw,$(PRESET)),)
+DATA_SOURCE := lfw
+else ifeq ($(origin SRC),command line)
 DATA_SOURCE := celeba
 else ifneq ($(filter celeba-% paper,$(PRESET)),)
 DATA_SOURCE := celeba
 else
 DATA_SOURCE := synthetic
 endif
-ifeq ($(DATA_SOURCE),celeba)
+ifeq ($(DATA_SOURCE),lfw)
+# real LFW (dataset/prepare_lfw.py): 38 private identities with attributes, public images without
+LFW_SRC ?= $(if $(filter command line,$(origin SRC)),$(SRC),../shared/data/lfw)
+DATA    ?= $(if $(filter lfw-cpu,$(PRESET)),dataset/lfw32,dataset/lfw128)
+PREPARE := dataset/prepare_lfw.py --src $(LFW_SRC) --preset $(PRESET)
+else ifeq ($(DATA_SOURCE),celeba)
 DATA    ?= $(if $(filter celeba-cpu,$(PRESET)),dataset/celeba32,$(if $(filter paper,$(PRESET)),dataset/celeba64,dataset/celeba_$(PRESET)))
 PREPARE := dataset/prepare_celeba.py --src $(SRC) $(addprefix --preset ,$(filter tiny celeba-cpu,$(PRESET))) $(if $(N_PRIVATE),--n_private $(N_PRIVATE))
 P_SUFFIX := $(if $(filter celeba-% paper,$(PRESET)),,-celeba)
@@ -85,12 +92,15 @@ demo: $(VENV)
 test: $(VENV)
 	$(PY) -m pytest -q tests
 
-$(VENV): requirements.txt requirements-facenet.txt pyproject.toml
+$(VENV): requirements.txt requirements-facenet.txt requirements-dlib.txt pyproject.toml
 	python3 -m venv .venv
 	.venv/bin/pip install -q --upgrade pip
 	.venv/bin/pip install -q -r requirements.txt
 	.venv/bin/pip install -q --no-deps -r requirements-facenet.txt   # optional FaceNet oracle
-	# the repository as one package (imports run the same way from every script and test)
+	.venv/bin/pip install -q -r requirements-dlib.txt   # optional pretrained evaluator (Image2ID/dlibEval.py)
+	# the repository as one package (imports run the same way from every script and test); compat:
+	# a plain path entry, so a copy of the tree on PYTHONPATH (tests/mutation_check.py) comes first
+	.venv/bin/pip install -q 'setuptools>=70.1'
 	.venv/bin/pip install -q --no-deps --no-build-isolation -e . --config-settings editable_mode=compat
 	touch $@
 
@@ -121,6 +131,9 @@ $(P)/.done_dec: $(P)/.done_enc $(P)/.done_eval $(call D,BlackBoxAttack/trainDeco
 	$(PY) BlackBoxAttack/trainDecoder.py $(ARGS) --resume && touch $@
 $(P)/.done_f2id: $(P)/.done_enc $(call D,Feature2ID/f2id_train.py)
 	$(PY) Feature2ID/f2id_train.py $(ARGS) --resume && touch $@
+# the defender's identity model of features (public identities only), for Crafter's identity term
+$(P)/.done_f2id_public: $(P)/.done_enc $(call D,Feature2ID/f2id_train.py)
+	$(PY) Feature2ID/f2id_train.py $(ARGS) --split public --resume && touch $@
 # the independent prior of the paper's A2 (whitebox_a2): another seed and width than gan.pt
 $(P)/.done_gan_a2: $(DATA)/dataset.json $(call D,WhiteBoxAttack/train_gan.py)
 	$(PY) WhiteBoxAttack/train_gan.py $(ARGS) --name gan_a2.pt --seed 1 --width $(A2_WIDTH) --resume && touch $@
@@ -132,7 +145,7 @@ $(P)/.done_amor_a2: $(P)/.done_enc $(P)/.done_gan_a2 $(call D,WhiteBoxAttack/tra
 $(P)/.done_attacker_id: $(DATA)/dataset.json $(call D,Image2ID/evalTrain.py)
 	$(PY) Image2ID/evalTrain.py $(ARGS) --split public --name attacker_id.pkl --resume && touch $@
 
-STAGES := gan enc eval amor attack dec f2id gan_a2 amor_a2 attacker_id  # longest chain (gan -> amor -> crafting) first
+STAGES := gan enc eval amor attack dec f2id gan_a2 amor_a2 attacker_id f2id_public  # longest chain (gan -> amor -> crafting) first
 stages: $(addprefix $(P)/.done_,$(STAGES))
 
 # ---- steps 11-13: protections, from their declarations (.deps.mk) ----------------------------
@@ -141,10 +154,12 @@ stages: $(addprefix $(P)/.done_,$(STAGES))
 # eval_train for adaptive Feature2ID (default: FULL); SWEEP_<prefix>: extra points of `make sweep`.
 # A protection that trains its own encoder (OWN) releases every split in one run, and each of its
 # points gets every attack.
-$(foreach p,$(PREFIXES),$(eval POINTS_$(p) ?= $(POINTS_$(p)_$(PRESET))) \
-  $(eval FULL_$(p) ?= $(if $(filter $(p),$(OWN)),$(POINTS_$(p)),$(FULL_$(p)_$(PRESET)))) \
-  $(eval TRAIN_$(p) ?= $(or $(TRAIN_$(p)_$(PRESET)),$(FULL_$(p)))) \
-  $(eval SWEEP_$(p) ?= $(SWEEP_$(p)_$(PRESET))))
+# (lfw-cpu takes celeba-cpu's points, as its stages take celeba-cpu's sizes: common/config.py)
+SIZES   := $(if $(filter lfw-cpu,$(PRESET)),celeba-cpu,$(PRESET))
+$(foreach p,$(PREFIXES),$(eval POINTS_$(p) ?= $(POINTS_$(p)_$(SIZES))) \
+  $(eval FULL_$(p) ?= $(if $(filter $(p),$(OWN)),$(POINTS_$(p)),$(FULL_$(p)_$(SIZES)))) \
+  $(eval TRAIN_$(p) ?= $(or $(TRAIN_$(p)_$(SIZES)),$(FULL_$(p)))) \
+  $(eval SWEEP_$(p) ?= $(SWEEP_$(p)_$(SIZES))))
 own = $(strip $(foreach p,$(OWN),$(if $(filter $(p)%,$(1)),$(p))))
 # the stamp of a protection's release of a split (own-encoder: the one run of all splits)
 stamp = $(if $(filter none,$(1)),,$(P)/.done_$(if $(call own,$(1)),release_$(1),$(1)_$(2)))

@@ -3,7 +3,8 @@
 For none and every release under crafted/<run>/ (common/release.py) each attack of ATTACKS runs on
 the released features of the same eval_test images with the same random starts, through the
 protection's own Enc and f where it has them. Privacy is the worst case (`worst_attack`, the highest
-top-1); reconstructions are scored with metrics.py; also eps-PII and mean AUC. A missing input is a
+top-1 over attacks and identity evaluators: the trained oracle and, where installed, dlib's
+pretrained descriptor); reconstructions are scored with metrics.py; also eps-PII and mean AUC. A missing input is a
 skipped cell naming the command that makes it. Writes results/<run>/{metrics.json, report.md,
 reconstructions.png, tradeoff.png, tradeoff.json}:   python evaluate.py --preset demo
 """
@@ -21,6 +22,7 @@ import metrics
 from common import adaptive, ckpt, config, io, plots, release, runtime
 from Crafter_protection import crafting
 from dataset import loader
+from Image2ID import evalTrain
 from WhiteBoxAttack import attacker
 
 
@@ -68,7 +70,8 @@ HP = dict(
     eps_steps=200,       # critic steps of the eps-PII estimate (the crafter's critic recipe)
     critic_width=64,     # its width (the crafter's critic_width)
     batch_size=128,
-    oracle='eval',       # eval (params/eval.pkl) | facenet (params/facenet.pkl, optional)
+    oracle='auto',       # identity evaluators, comma list: eval (params/eval.pkl) | facenet (optional,
+                         # params/facenet.pkl) | dlib (pretrained, optional); auto = eval + dlib if installed
     n_show=8,            # images per row of reconstructions.png
     out='',              # default results/<run>
 )
@@ -76,8 +79,9 @@ HP = dict(
 RANGES = dict(steps='>=1', lr='>0', momentum='[0,1)', restarts='>=1', a3_k='>=1', eps_steps='>=1',
               critic_width='>=1', batch_size='>=1', n_show='>=1')
 PRESETS = {
-    'tiny': dict(steps=10, amor_steps=5, restarts=1, n_per_id=1, eps_steps=5, critic_width=8, a3_k=4),
-    'demo': dict(steps=200, amor_steps=40, restarts=1, n_per_id=1, eps_steps=100, critic_width=16, a3_k=8),
+    'tiny': dict(steps=10, amor_steps=5, restarts=1, n_per_id=1, eps_steps=5, critic_width=8, a3_k=4, oracle='eval'),
+    'demo': dict(steps=200, amor_steps=40, restarts=1, n_per_id=1, eps_steps=100, critic_width=16, a3_k=8,
+                 oracle='eval'),         # synthetic faces: nothing for a real-face recognizer to find
     'celeba-cpu': dict(steps=300, amor_steps=60, restarts=1, n_per_id=2, eps_steps=100, critic_width=32, a3_k=8),
 }
 
@@ -110,9 +114,9 @@ class Attacker:
         self.base = ckpt.load_target(cfg, meta, device)
         self.G, self.D = ckpt.load_gan(cfg, meta, device)
         self.Amor = ckpt.load_amor(cfg, meta, device, self.G.latent_dim)
-        from Image2ID.evalTrain import load_oracle
-        self.oracle = load_oracle(cfg, meta, device, cfg.oracle)
-        self._loaded, self._profiles, self._train = {}, {}, None
+        self._train = loader.load(cfg.data_dir, 'eval_train', device, meta)
+        self.evaluators = evalTrain.load_evaluators(cfg, meta, device, self._train, test)
+        self._loaded, self._profiles = {}, {}
 
     def need(self, name, load, how=None):
         """load() of checkpoint `name`, cached; Missing naming `how` (default: its stage) if absent."""
@@ -194,8 +198,6 @@ class Attacker:
         profile, per target net) is nearest."""
         key, target = release.enc_name(self.protection), self.target
         if key not in self._profiles:
-            if self._train is None:
-                self._train = loader.load(self.cfg.data_dir, 'eval_train', self.device, self.meta)
             from common.train import encode
             feats = encode(target.Enc, self._train, self.device)
             with torch.no_grad():
@@ -225,11 +227,9 @@ def evaluate_protection(c, attacks):
             entry['skipped'][attack] = str(e)
             continue
         if attack in IDENTITY_ONLY:
-            s = {**out, 'ssim': None, 'fsim': None, 'feature_sim': None}
+            s = {**out, 'ssim': None, 'fsim': None, 'psnr': None, 'feature_sim': None, 'evaluator': None}
         else:
-            r = out.shape[0]                   # restarts x N x 3 x S x S: every restart scored
-            s = metrics.reconstruction_scores(c.oracle, out.flatten(0, 1), test.x().cpu().repeat(r, 1, 1, 1),
-                                              test.labels.cpu().repeat(r))
+            s = evalTrain.score(c.evaluators, out, test)
             show[attack] = out[0, :cfg.n_show]
             amortized = out[0] if attack == 'whitebox_amortized' else amortized   # for eps-PII
         s['seconds'] = round(time.time() - t0, 1)
@@ -238,6 +238,8 @@ def evaluate_protection(c, attacks):
             '' if attack in IDENTITY_ONLY else '  SSIM {ssim:.3f}  FSIM {fsim:.3f}  ({seconds} s)')
         print(f'  {p:>18} {attack:>21}:' + line.format(**s), flush=True)
     entry['worst_attack'], entry['eps_pii'] = metrics.worst_case(entry['attacks']), None
+    entry['worst_by_evaluator'] = {n: metrics.worst_case({a: s['by_evaluator'][n] if 'by_evaluator' in s else s
+                                                          for a, s in entry['attacks'].items()}) for n in c.evaluators}
     if amortized is not None:
         with torch.no_grad():
             prior = c.G(torch.randn(len(amortized), c.G.latent_dim, generator=c.gen).to(c.device))
@@ -285,7 +287,14 @@ def write_report(result, out):
 
     def worst(p):
         w = p.get('worst_attack')
-        return f"**{w['eval_acc']:.3f}** ({w['attack']}) of {len(p['attacks'])}" if w else 'n/a'
+        by = f", {w['evaluator']}" if w and w.get('evaluator') and len(evs) > 1 else ''
+        return f"**{w['eval_acc']:.3f}** ({w['attack']}{by}) of {len(p['attacks'])}" if w else 'n/a'
+
+    evs = result.get('evaluators', {})
+    ev_line = ['Identity evaluators (each names the clean eval_test images first): ' + '; '.join(
+        f"{n}: top-1 {e['clean_top1']:.3f}" + (f", faces found {e['faces_found_test']['found']}/"
+                                               f"{e['faces_found_test']['n']}" if e.get('faces_found_test') else '')
+        for n, e in evs.items()) + '. The worst case takes the stronger evaluator per attack.', ''] if evs else []
 
     L = [f"# Evaluation: {result['dataset']}", '',
          f"{result['n_images']} eval_test images of {result['n_ids']} private identities; chance "
@@ -294,11 +303,20 @@ def write_report(result, out):
          'Privacy of a protection is its worst case: the highest top-1 over every attack that ran '
          '(`worst_attack` in metrics.json; "of N": how many ran, so a point without its adaptive '
          'attacks is a lower bound). n/a: the attack does not apply (A3 needs a randomised '
-         'release).', '', '## Eval Acc (oracle top-1 / top-5) per protection and attack', '']
-    L += _table(['protection', 'mean AUC', 'eps-PII', 'worst case (attack)'] + attacks,
-                [[n, _f(p.get('mean_auc')), _f(p.get('eps_pii')), worst(p)]
+         'release).', ''] + ev_line + ['## Eval Acc (top-1 / top-5) per protection and attack', '']
+    wb = lambda p, n: _f((p.get('worst_by_evaluator', {}).get(n) or {}).get('eval_acc'))  # noqa: E731
+    L += _table(['protection', 'mean AUC', 'eps-PII', 'worst case (attack)'] + [f'worst: {n}' for n in evs] + attacks,
+                [[n, _f(p.get('mean_auc')), _f(p.get('eps_pii')), worst(p)] + [wb(p, e) for e in evs]
                  + cells(p, lambda s: f"{s['eval_acc']:.3f} / {s['eval_acc_top5']:.3f}", attacks)
                  for n, p in prots.items()])
+    img = [a for a in attacks if a not in IDENTITY_ONLY]
+    for e in evs:
+        L += ['', f'## Evaluator {e}: top-1 / KNN distance (cosine, to the nearest eval_train image of the true '
+              'identity)' + (' / reconstructions with no face found' if e == 'dlib' else ''), '']
+        L += _table(['protection'] + img, [[n] + cells(p, lambda s: ' / '.join(
+            [_f(s['by_evaluator'][e]['eval_acc']), _f(s['by_evaluator'][e]['knn_distance'])]
+            + ([str(s['by_evaluator'][e]['no_face'])] if 'no_face' in s['by_evaluator'][e] else [])), img)
+            for n, p in prots.items()])
     table, fams = matched_utility(prots)
     if table and len(fams) > 1:
         L += ['', '## At matched utility (worst-case top-1)', '',
@@ -308,10 +326,9 @@ def write_report(result, out):
                     [[n, _f(prots[n]['mean_auc']), f"{prots[n]['worst_attack']['eval_acc']:.3f}"]
                      + ['(same family)' if f not in row else f'{row[f][0]:.3f} ({row[f][1]})' if row[f] else '–'
                         for f in fams] for n, row in table.items()])
-    img = [a for a in attacks if a not in IDENTITY_ONLY]
-    sim = [[n] + cells(p, lambda s: ' / '.join(_f(s[k]) for k in ('ssim', 'fsim', 'feature_sim')), img)
+    sim = [[n] + cells(p, lambda s: ' / '.join(_f(s.get(k)) for k in ('ssim', 'fsim', 'psnr', 'feature_sim')), img)
            for n, p in prots.items()]
-    L += ['', '## Image similarity to the originals (SSIM / FSIM / oracle-embedding cosine)', '']
+    L += ['', '## Image similarity to the originals (SSIM / FSIM / PSNR dB / evaluator-embedding cosine)', '']
     L += _table(['protection'] + img, sim)
     ts = [[n, _f(p['mean_auc_training_scenario']), _f(p['mean_auc_training_scenario_clean'])]
           for n, p in prots.items() if 'mean_auc_training_scenario' in p]
@@ -369,6 +386,8 @@ def main(argv=None):
     out = Path(cfg.out) if cfg.out else io.repo_path(cfg.results_dir) / runtime.run_tag(cfg)
     result = {'dataset': io.rel(loader.data_path(cfg.data_dir)), 'n_ids': test.n_ids,
               'chance': 1 / test.n_ids, 'n_images': len(test), 'protections': {},
+              'evaluators': {n: {k: v for k, v in e.items() if k in ('clean_top1', 'faces_found', 'faces_found_test')}
+                             for n, e in att.evaluators.items()},
               'skipped_protections': {}, 'date': time.strftime('%Y-%m-%d'),
               'command': 'python evaluate.py ' + ' '.join(argv if argv is not None else sys.argv[1:])}
     pictures = {}

@@ -104,20 +104,31 @@ def oracle_outputs(oracle, images, batch_size=256):
     return torch.cat(logits), torch.cat(emb)
 
 
-def reconstruction_scores(oracle, recon, originals, labels):
-    """Everything measured on a set of reconstructions of known images.
+def reconstruction_scores(oracle, recon, originals, labels, train=None, emb_originals=None):
+    """Everything measured on a set of reconstructions of known images by one evaluator.
 
-    recon, originals: float N x 3 x S x S in [0, 1]; labels: oracle class of each original.
-    Returns eval_acc (top-1), eval_acc_top5, ssim, fsim, feature_sim (means over images).
+    recon, originals: float N x 3 x S x S in [0, 1]; labels: oracle class of each original;
+    train: optional (embeddings, labels) of the evaluator's eval_train images, for the KNN
+    distance; emb_originals: the originals' embeddings, when already computed (dlib is slow).
+    Returns eval_acc (top-1), eval_acc_top5, ssim, fsim, psnr, feature_sim (means over images)
+    and, with `train`, knn_distance (mean).
     """
     logits, emb_r = oracle_outputs(oracle, recon)
-    _, emb_o = oracle_outputs(oracle, originals)
+    emb_o = oracle_outputs(oracle, originals)[1] if emb_originals is None else emb_originals
     acc = topk_accuracy(logits, labels.cpu(), (1, 5))
     return {'eval_acc': acc[1], 'eval_acc_top5': acc[5],
             'ssim': ssim(recon, originals).mean().item(),
             'fsim': fsim(recon, originals).mean().item(),
+            'psnr': psnr(recon, originals, eps=1e-10).mean().item(),
             'feature_sim': cosine(emb_r, emb_o).mean().item(),
-            'n': int(len(recon))}
+            'n': int(len(recon)),
+            **({} if train is None else {'knn_distance': knn_distance(emb_r, train[0], train[1], labels)[0]})}
+
+
+def strongest_evaluator(by_evaluator):
+    """(name, scores) of the evaluator with the highest top-1 ({name: {'eval_acc': ...}}); ties go
+    to the first. An attack's privacy figure is the worst case over evaluators, as over attacks."""
+    return max(by_evaluator.items(), key=lambda kv: kv[1]['eval_acc'])
 
 
 # ---- privacy as the worst case over attacks, and the attribute-linkage attack -------------
@@ -132,7 +143,8 @@ def worst_case(attacks):
         if v is None or (isinstance(v, float) and math.isnan(v)):
             continue
         if best is None or v > best['eval_acc']:
-            best = {'attack': name, 'eval_acc': float(v), 'eval_acc_top5': s.get('eval_acc_top5')}
+            best = {'attack': name, 'eval_acc': float(v), 'eval_acc_top5': s.get('eval_acc_top5'),
+                    'evaluator': s.get('evaluator')}
     return best
 
 
@@ -152,3 +164,31 @@ def linkage_scores(queries, profiles, labels, ks=(1, 5)):
     d[:, torch.isnan(profiles).any(1)] = float('inf')
     acc = topk_accuracy(-d, labels.cpu(), ks)
     return {'eval_acc': acc[ks[0]], 'eval_acc_top5': acc[ks[-1]] if len(ks) > 1 else None}
+
+
+# ---- pixel fidelity and identity distance to the evaluator's training images -------------
+
+def psnr(x, y, eps=0.0):
+    """Per-image PSNR in dB of two N x 3 x S x S batches in [0, 1] (peak 1): an N-tensor on the
+    CPU, like ssim/fsim; take .mean() for a summary. Identical images give inf (eps=0, the
+    default; eps > 0 is added to the MSE and caps it), and so does a mean over a set holding an
+    exact copy: report the median, or pass eps, where that can happen."""
+    x, y = _pair(x, y)
+    mse = (x - y).pow(2).flatten(1).mean(1).double()
+    return (10 * torch.log10(1.0 / (mse + eps))).float().cpu()
+
+
+def knn_distance(recon_emb, train_emb, train_labels, labels):
+    """For each reconstruction, the cosine distance (1 - cosine similarity, after L2-normalising
+    both embeddings; 0 = same direction, 2 = opposite) in the evaluator's embedding to the NEAREST
+    eval_train image of its true identity `labels[i]` (the attack's best match in the data the
+    evaluator knows). Returns (mean over images, per-image N-tensor on the CPU); an identity with
+    no eval_train image gives nan there, and the mean skips nans (nan if all are)."""
+    r = torch.nn.functional.normalize(torch.as_tensor(recon_emb).detach().float().cpu().flatten(1), dim=1)
+    t = torch.nn.functional.normalize(torch.as_tensor(train_emb).detach().float().cpu().flatten(1), dim=1)
+    tl, lab = torch.as_tensor(train_labels).cpu().view(1, -1), torch.as_tensor(labels).cpu().view(-1, 1)
+    dist = (1 - r @ t.T).clamp_min(0)                       # N x M cosine distances
+    dist = dist.masked_fill(tl != lab, float('inf')).min(1).values
+    dist[torch.isinf(dist)] = float('nan')
+    finite = dist[~torch.isnan(dist)]
+    return (finite.mean().item() if finite.numel() else math.nan), dist

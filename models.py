@@ -277,7 +277,9 @@ class NoiseScale(nn.Module):
 
     def __init__(self, feat_shape, init=0.0):
         super().__init__()
-        self.arch = dict(name='NoiseScale', feat_shape=list(feat_shape), init=init)
+        # init (the starting log scale, from the data) is not architecture: the weights carry it,
+        # so a resume on another device is not refused over a last-digit difference
+        self.arch = dict(name='NoiseScale', feat_shape=list(feat_shape))
         self.log_scale = nn.Parameter(torch.full(tuple(feat_shape), float(init)))
 
     def forward(self, f0, eps):

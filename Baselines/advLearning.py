@@ -111,10 +111,8 @@ def set_trainable(model, flag):
 @torch.no_grad()
 def evaluate(net, Dec, split, device):
     """Mean AUC of f_lam on Enc_lam features and Dec's rec against Enc_lam (eval mode)."""
-    net.eval()
+    feats, auc = release.encoded_auc(net, split, device)
     Dec.eval()
-    feats = encode(net.Enc, split, device)
-    auc = metrics.mean_auc(predict(net.f, feats), split.attrs.cpu())
     rec = sum(rec_error(Dec(feats[b.to(device)]), split.x(b.to(device))).item() * len(b)
               for b in loader.batches(len(split), 256)) / len(split)
     return auc, rec
@@ -137,25 +135,13 @@ def run_attacks(cfg, protection):
 
 def main(argv=None):
     cfg = config.parse(HP, PRESETS, argv, ranges=RANGES, description=__doc__)
-    if cfg.train_split not in ('eval_train', 'public'):
-        raise config.ConfigError(f'--train_split {cfg.train_split!r}: expected eval_train or '
-                                 'public (eval_test is what the evaluation measures)')
     if not 0.0 <= cfg.lam <= 1.0:
         raise config.ConfigError(f'--lam {cfg.lam}: expected a number in [0, 1]')
     protection = protection_name(cfg.lam)
     device, clock = runtime.start(cfg, 'advLearning')
     meta = loader.load_meta(cfg.data_dir)
-    src = ckpt.load(cfg, 'enc.pt', 'enc', meta, expect={'img_size': meta['img_size']})
-    if not src['models']['net']['arch']['n_out'] or not meta.get('attributes'):
-        raise SystemExit('error: AdvLearn needs a dataset with attributes (its utility is BCE)')
-    net = ckpt.build(src, 'net', device, eval_mode=False)
-    for p in net.parameters():
-        p.requires_grad_(True)
-    net0 = ckpt.build(src, 'net', device)             # the original (Enc, f), for the report
+    src, net, net0, train, held = release.own_encoder_start(cfg, meta, device, 'AdvLearn')
     pub = loader.load(cfg.data_dir, 'public', device, meta)
-    pvt = loader.load(cfg.data_dir, cfg.train_split, device, meta)
-    train_idx, held_idx = loader.holdout(pvt, cfg.holdout, cfg.seed)
-    train, held = pvt.subset(train_idx), pvt.subset(held_idx)
     Dec = Decoder(net.feat_shape, meta['img_size'], cfg.dec_width).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     dec_opt = torch.optim.Adam(Dec.parameters(), lr=cfg.dec_lr)

@@ -124,6 +124,13 @@ def attacker_view(Enc, G, Amor, F, cfg):
 
 
 
+def identity_model(cfg, meta, device):
+    """The defender's identity embedding of features: Feature2ID's network trained on the public
+    identities (params/f2id_public.pt), up to its last layer, frozen."""
+    net = ckpt.build(ckpt.load(cfg, 'f2id_public.pt', 'f2id', meta), 'f2id', device).eval()
+    return net.requires_grad_(False).f[:-1]
+
+
 def run(cfg, protection, craft_batch, title):
     """Craft every batch of cfg.split with craft_batch(x, f0, m, cfg, gen) -> dict or None.
 
@@ -141,7 +148,8 @@ def run(cfg, protection, craft_batch, title):
     out = release.run_dir(cfg, protection)
     _check_same_run(cfg, out)
     split = release.select(loader.load(cfg.data_dir, cfg.split, device, meta), cfg)
-    m = SimpleNamespace(Enc=CountingEnc(Enc), G=G, Amor=Amor, img_size=meta['img_size'])
+    m = SimpleNamespace(Enc=CountingEnc(Enc), G=G, Amor=Amor, img_size=meta['img_size'],
+                        Id=identity_model(cfg, meta, device) if cfg.get('gamma', 0) > 0 else None)
     batches = list(loader.batches(len(split), cfg.batch_size))
     timeout = float(cfg.get('claim_timeout_s', CLAIM_TIMEOUT_S))
     who = f'rank {dist.rank()}/{dist.world()} ' if dist.world() > 1 else ''
@@ -263,7 +271,7 @@ def merge(out, split, n_batches):
 
 
 def summarize(rows):
-    keys = ('eps_pii', 'eps_pii_raw', 'L_u', 'wall_s', 's_per_outer_step', 'encg_passes_per_step',
+    keys = ('eps_pii', 'eps_pii_raw', 'L_u', 'L_id', 'wall_s', 's_per_outer_step', 'encg_passes_per_step',
             'hvp_per_step')
     out = {}
     for k in keys:

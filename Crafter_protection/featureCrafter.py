@@ -7,7 +7,11 @@ z_r; F = f0. Then, for every outer step:
      WhiteBoxAttack/attacker.py; at a converged z_star both give the same z_star and the same
      dz_star/dF), started at Amor(F) as the paper or warm-started at the previous step's z_star;
   2. n_critic updates of D separating G(z_star) from the prior faces G(z_r);
-  3. outer loss  L = L_p + beta * L_u,  L_p = -mean D(G(z_star)),  L_u = ||F - f0||^2 / d;
+  3. outer loss  L = L_p + beta * L_u + gamma * L_id,  L_p = -mean D(G(z_star)),
+     L_u = ||F - f0||^2 / d,  L_id = mean cos(Id(F), Id(f0)) (ours, off at gamma = 0: the
+     paper's Crafter), Id the defender's identity embedding of features, trained on PUBLIC
+     identities only (Feature2ID/f2id_train.py --split public); Crafter_protection/idCrafter.py
+     runs it as its own protection;
   4. hypergradient dL/dF by the implicit function theorem (Crafter_protection/implicit.py),
      H^-1 v by the paper's Neumann series or by damped conjugate gradient;
   5. an Adam step on F.
@@ -39,6 +43,8 @@ PROTECTION = dict(prefix='crafter_beta', knob='beta', label='Crafter (beta)', st
 # ---- hyperparameters (paper defaults; override with --name value or --preset NAME) ----
 HP = dict(
     beta=1.0,            # utility weight; paper: 0.5, 1, 2, 10 (larger = more utility)
+    gamma=0.0,           # identity weight (ours): L_id, F's public-identity embedding against f0's;
+                         # 0 = the paper's Crafter; > 0 needs params/f2id_public.pt, run crafterid_beta<beta>
     outer_steps=450,     # paper: 450
     batch_size=128,      # paper: 128
     lr=0.01,             # Adam on F (paper: 0.01)
@@ -93,21 +99,31 @@ PRESETS = {
 # -----------------------------------------------------------------------------------------
 
 
-def outer_gradient(critic, Enc, G, F, f0, z_star, cfg, damping, recon=None):
-    """Steps 3-4 of one outer step: the outer loss L = L_p + beta L_u at z_star(F) and its
-    hypergradient dL/dF; returns (dL/dF, L_p, L_u, #Hessian-vector products).
+def identity_loss(Id, F, f0):
+    """L_id: mean cosine of the defender's identity embeddings of F and f0 (1: F still reads as
+    the same person to a model of public identities; lower: less of f0's identity is left)."""
+    with torch.no_grad():
+        e0 = Id(f0)
+    return torch.nn.functional.cosine_similarity(Id(F), e0, dim=1).mean()
+
+
+def outer_gradient(critic, Enc, G, F, f0, z_star, cfg, damping, recon=None, Id=None):
+    """Steps 3-4 of one outer step: the outer loss L = L_p + beta L_u + gamma L_id at z_star(F)
+    and its hypergradient dL/dF; returns (dL/dF, L_p, L_u, L_id or None, #Hessian-vector products).
     recon: G(z_star) already computed with z_star requiring grad (saves a pass)."""
     if recon is None:
         z_star = z_star.detach().requires_grad_(True)
         recon = G(z_star)
     L_p = critic.privacy_loss(recon)
     L_u = (F - f0).pow(2).flatten(1).mean(1).mean()
+    L_id = identity_loss(Id, F, f0) if cfg.gamma > 0 else None
     dL_dz, = torch.autograd.grad(L_p, z_star)
-    dL_dF, = torch.autograd.grad(cfg.beta * L_u, F)
+    # L_u and L_id read F directly: their gradient joins the implicit one through z_star(F)
+    dL_dF, = torch.autograd.grad(cfg.beta * L_u + (cfg.gamma * L_id if L_id is not None else 0), F)
     grad_F, n = implicit.hypergradient(crafting.inner_loss(Enc, G), z_star, F, dL_dz, dL_dF,
                                        cfg.hypergrad, cfg.cg_iters, damping,
                                        cfg.neumann_alpha, cfg.neumann_terms)
-    return grad_F, L_p, L_u, n
+    return grad_F, L_p, L_u, L_id, n
 
 
 def solver_damping(cfg):
@@ -130,7 +146,7 @@ def craft_batch(x, f0, m, cfg, gen, on_step=None):
     F = f0.clone().requires_grad_(True)
     opt = torch.optim.Adam([F], lr=cfg.lr)
     damping = solver_damping(cfg)
-    hist = {'eps_running': [], 'L_p': [], 'L_u': [], 'gp': []}
+    hist = {'eps_running': [], 'L_p': [], 'L_u': [], 'L_id': [], 'gp': []}
     n_hvp = 0
     for step in range(cfg.outer_steps):
         # 1. inner problem: the simulated attacker's inversion of the current F
@@ -145,7 +161,7 @@ def craft_batch(x, f0, m, cfg, gen, on_step=None):
         recon = G(z_star)
         w, gp = critic.update(recon.detach(), prior)
         # 3-4. outer loss and its implicit hypergradient through z_star(F)
-        grad_F, L_p, L_u, n = outer_gradient(critic, Enc, G, F, f0, z_star, cfg, damping, recon)
+        grad_F, L_p, L_u, L_id, n = outer_gradient(critic, Enc, G, F, f0, z_star, cfg, damping, recon, m.Id)
         n_hvp += n
         # 5. Adam step on F
         problem = crafting.check_finite(step, L_p=L_p.item(), L_u=L_u.item(),
@@ -156,24 +172,27 @@ def craft_batch(x, f0, m, cfg, gen, on_step=None):
         opt.zero_grad(set_to_none=True)
         F.grad = grad_F
         opt.step()
-        for k, v in (('eps_running', w), ('L_p', L_p.item()), ('L_u', L_u.item()), ('gp', gp)):
+        for k, v in (('eps_running', w), ('L_p', L_p.item()), ('L_u', L_u.item()), ('gp', gp),
+                     ('L_id', None if L_id is None else L_id.item())):
             hist[k].append(v)
         if on_step is not None:
             on_step(step + 1, F.detach())
     with torch.no_grad():
         L_u = (F - f0).pow(2).flatten(1).mean(1).mean().item()
-    log = {'L_u': L_u, 'eps_running_last': hist['eps_running'][-1] if hist['eps_running'] else None,
+        L_id = identity_loss(m.Id, F, f0).item() if cfg.gamma > 0 else None
+    log = {'L_u': L_u, 'L_id': L_id, 'eps_running_last': hist['eps_running'][-1] if hist['eps_running'] else None,
            'hvp_per_step': n_hvp / max(1, cfg.outer_steps), 'history': hist}
     return {'F': F.detach(), 'z_star': z_star.detach(), 'log': log}
 
 
-def main(argv=None):
-    cfg = config.parse(HP, PRESETS, argv, ranges=RANGES, description=__doc__)
+def main(argv=None, hp=HP):
+    cfg = config.parse(hp, PRESETS, argv, ranges=RANGES, description=__doc__)
     for key, allowed in (('inner_start', ('warm', 'amortized')), ('hypergrad', ('cg', 'neumann')),
                          ('split', ('eval_test', 'eval_train', 'private', 'public'))):
         if cfg[key] not in allowed:
             raise config.ConfigError(f'--{key} {cfg[key]!r}: expected one of {", ".join(allowed)}')
-    return crafting.run(cfg, f'crafter_beta{cfg.beta:g}', craft_batch, 'featureCrafter')
+    prefix = 'crafterid_beta' if cfg.gamma > 0 else 'crafter_beta'     # two families on the figure
+    return crafting.run(cfg, f'{prefix}{cfg.beta:g}', craft_batch, 'featureCrafter')
 
 
 if __name__ == '__main__':

@@ -48,7 +48,7 @@ def main(argv=None):
     cfg = config.parse(HP, PRESETS, argv, ranges=RANGES, description=__doc__)
     device, clock = runtime.start(cfg, 'trainTargetNet')
     meta = loader.load_meta(cfg.data_dir)
-    pub = loader.load(cfg.data_dir, 'public', device, meta)
+    pub = loader.load(cfg.data_dir, 'public', device, meta).with_attrs()   # LFW: not every public image has them
     pvt = loader.load(cfg.data_dir, 'private', device, meta)
     use_attrs = len(pub.attr_names) > 0
     if not use_attrs:

@@ -61,6 +61,65 @@ def load_oracle(cfg, meta, device, name='eval'):
     return ckpt.build(ck, 'oracle', device)
 
 
+EVALUATORS = ('eval', 'facenet', 'dlib')
+
+
+def evaluator_names(spec):
+    """The evaluators of a comma list; 'auto' = the trained oracle, plus dlib where installed."""
+    if spec == 'auto':
+        from Image2ID import dlibEval
+        return ['eval'] + (['dlib'] if dlibEval.available() else [])
+    names = [n.strip() for n in spec.split(',') if n.strip()]
+    bad = [n for n in names if n not in EVALUATORS]
+    if bad or not names:
+        raise config.ConfigError(f'--oracle {spec!r}: expected auto or a comma list of {",".join(EVALUATORS)}')
+    return names
+
+
+def load_evaluators(cfg, meta, device, train, test):
+    """The identity evaluators of cfg.oracle (evaluator_names), each fitted on the eval_train
+    images `train` (loader.Split): {name: {'oracle', 'train': (embeddings, labels) for the KNN
+    distance, 'emb_test' and 'clean_top1' of the clean `test` images (the evaluator's ceiling)}}.
+    'eval' / 'facenet': a trained oracle (load_oracle); 'dlib': the pretrained descriptor
+    (Image2ID/dlibEval.py, on the CPU), with its faces-found counts."""
+    out = {}
+    for name in evaluator_names(cfg.oracle):
+        if name == 'dlib':
+            from Image2ID import dlibEval
+            if not dlibEval.available():
+                raise config.UserError(f'--oracle dlib needs dlib and its models: .venv/bin/{dlibEval.INSTALL}')
+            oracle = dlibEval.build(cfg, meta, 'cpu', train=train)
+            ev = {'oracle': oracle, 'train': (oracle.train_emb, oracle.train_labels), 'faces_found': oracle.train_stats}
+        else:
+            oracle = load_oracle(cfg, meta, device, name)
+            ev = {'oracle': oracle, 'train': (metrics.oracle_outputs(oracle, train.x())[1], train.labels.cpu())}
+        logits, ev['emb_test'] = metrics.oracle_outputs(oracle, test.x().cpu())
+        ev['clean_top1'] = metrics.topk_accuracy(logits, test.labels.cpu(), (1,))[1]
+        if name == 'dlib':
+            ev['faces_found_test'] = dict(oracle.stats)
+        out[name] = ev
+    return out
+
+
+def score(evaluators, out, test):
+    """Reconstructions of the `test` images (restarts x N x 3 x S x S, every restart scored) by
+    every evaluator: the attack's top-1 is the strongest evaluator's (the worst case over
+    evaluators); pixel scores and the first evaluator's similarity sit at the top level, each
+    evaluator's top-1 / top-5 / KNN distance (dlib: and images with no face found) under by_evaluator."""
+    r, by = out.shape[0], {}
+    for n, ev in evaluators.items():
+        o, before = ev['oracle'], dict(getattr(ev['oracle'], 'stats', {}))
+        s = metrics.reconstruction_scores(o, out.flatten(0, 1), test.x().cpu().repeat(r, 1, 1, 1),
+                                          test.labels.cpu().repeat(r), ev['train'], ev['emb_test'].repeat(r, 1))
+        by[n] = {k: s.pop(k) for k in ('eval_acc', 'eval_acc_top5', 'knn_distance', 'feature_sim')}
+        if before:
+            by[n]['no_face'] = o.stats['fallback'] - before['fallback']
+    name, best = metrics.strongest_evaluator(by)
+    first = by[next(iter(by))]
+    return {**s, 'eval_acc': best['eval_acc'], 'eval_acc_top5': best['eval_acc_top5'], 'evaluator': name,
+            'feature_sim': first['feature_sim'], 'knn_distance': first['knn_distance'], 'by_evaluator': by}
+
+
 def public_split(pub, seed):
     """(train, test) of the public images: one held-out image per identity that has two or more
     (the attacker's identity model is tested on faces it did not train on)."""

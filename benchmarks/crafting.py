@@ -134,7 +134,7 @@ def main(argv=None):
     meta = loader.load_meta(cfg.data_dir)
     Enc, G, _, Amor = ckpt.load_attacker(cfg, meta, device)
     oracle = load_oracle(cfg, meta, device)
-    m = SimpleNamespace(Enc=crafting.CountingEnc(Enc), G=G, Amor=Amor, img_size=meta['img_size'])
+    m = SimpleNamespace(Enc=crafting.CountingEnc(Enc), G=G, Amor=Amor, img_size=meta['img_size'], Id=None)
     test = loader.load(cfg.data_dir, 'eval_test', device, meta)
     test = test.subset(loader.per_identity(test, 1, 0)[:cfg.batch_size])   # one image per identity
     x = test.x()

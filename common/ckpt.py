@@ -59,8 +59,9 @@ def how_to_make(cfg, name, kind=None, resume=False):
                 and stem[len(p):].replace('.', '', 1).isdigit()), None)
     if own:                               # a protection's own encoder (common/release.py)
         script, _, flags = own['make'].format(value=stem[len(own['prefix']):], split='all').partition(' ')
-    elif stem in ('attacker_id', 'facenet'):  # identity models trained on the public identities
+    elif stem in ('attacker_id', 'facenet', 'f2id_public'):  # identity models of the public identities
         script, flags = {'attacker_id': ('Image2ID/evalTrain.py', '--split public'),
+                         'f2id_public': ('Feature2ID/f2id_train.py', '--split public'),
                          'facenet': ('Image2ID/facenetTrain.py', '')}[stem]
     else:
         kind = kind or next((k for k, (_, f) in KIND_SCRIPTS.items() if stem.startswith(Path(f).stem)), None)

@@ -29,7 +29,11 @@ STAGE_PRESETS = {
     'celeba-cpu': dict(data_dir='dataset/celeba32', params_dir='params/celeba-cpu'),
     # the paper's settings = every script's defaults, 64 px CelebA (make pipeline PRESET=paper)
     'paper': dict(data_dir='dataset/celeba64', params_dir='params/paper'),
+    # real LFW (dataset/prepare_lfw.py): 32 px with celeba-cpu's CPU sizes, or 128 px for GPUs
+    'lfw-cpu': dict(data_dir='dataset/lfw32', params_dir='params/lfw-cpu'),
+    'paper-lfw': dict(data_dir='dataset/lfw128', params_dir='params/paper-lfw'),
 }
+PRESET_SIZES = {'lfw-cpu': 'celeba-cpu'}   # a preset a script does not name takes these sizes
 # Every number must be finite and >= 0 (no key here means anything below 0); a script's RANGES
 # declares more: '>=1' (counts), '>0' (learning rates), '[0,1)', '(0,1)', '[0,1]' (fractions), a list
 # of allowed values, or '... or -1' where a key's comment gives -1 a meaning.
@@ -180,9 +184,10 @@ def parse(hp, presets=None, argv=None, stage=True, description='', ranges=None):
         argv = [a for a in argv if a != '--debug']
         os.environ['CRAFTER_DEBUG'] = '1'
     defaults = {**hp, **{k: v for k, v in (STAGE_KEYS if stage else {'seed': 0}).items() if k not in hp}}
-    presets = dict(presets or {})
+    own = dict(presets or {})
+    presets = dict(own)
     for name, common in (STAGE_PRESETS.items() if stage else ()):  # the shared keys, under the script's
-        presets[name] = {**common, **presets.get(name, {})}
+        presets[name] = {**own.get(PRESET_SIZES.get(name), {}), **common, **own.get(name, {})}
     pairs = _split_argv(argv, defaults, presets, description)
     cfg = Config(defaults, preset='')
     preset = pairs.pop('preset', None)

@@ -17,7 +17,8 @@ FOLDERS = ('common', 'dataset', 'Crafter_protection', 'WhiteBoxAttack', 'BlackBo
            'Baselines', 'Feature2ID', 'Image2ID', 'benchmarks')
 PROTECTION_FOLDERS = ('Crafter_protection', 'Baselines')
 KEYS = ('prefix', 'knob', 'label', 'style', 'own_encoder', 'randomised', 'order', 'make')
-# optional: points / full / train / sweep {preset: [values]}, needs [stage stamps]
+# optional: points / full / train / sweep {preset: [values]}, needs [stage stamps], trains (its
+# eval_test run trains what the other splits reuse, so they wait for it: make -j never trains twice)
 
 
 def resolve(name):
@@ -106,7 +107,8 @@ def rules(spec):
     else:
         for split, flags in (('eval_test', ''), ('public', ' --n_per_id 1 --n_images $(NPUB)'),
                              ('eval_train', ' $(TRAIN)')):
-            out += [f'$(P)/.done_{p}%_{split}: {needs} {deps}',
+            first = f' $(P)/.done_{p}%_eval_test' if spec.get('trains') and split != 'eval_test' else ''
+            out += [f'$(P)/.done_{p}%_{split}: {needs}{first} {deps}',
                     f'\t$(PY) {make.format(value="$*", split=split)} $(ARGS){flags} && touch $@']
     return out
 

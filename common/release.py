@@ -20,8 +20,9 @@ from types import SimpleNamespace
 
 import torch
 
-from common import ckpt, deps, io, runtime
-from common.train import encode
+import metrics
+from common import ckpt, config, deps, io, runtime
+from common.train import encode, predict
 from dataset import loader
 
 _REGISTRY = {}
@@ -157,3 +158,27 @@ def write_encoder_release(cfg, Enc, device, meta, protection, n_queries):
         files[name] = io.rel(file)
     cfg.save(run_dir(cfg, protection) / 'config.json')
     return files
+
+
+def own_encoder_start(cfg, meta, device, title):
+    """Where a protection that trains its own encoder starts (AdvLearn, NoPeek, DISCO): enc.pt's
+    checkpoint, its (Enc, f) to train, a frozen copy for the report, and the defender's private
+    training images (cfg.train_split, never eval_test) split into train / held out (cfg.holdout)."""
+    if cfg.train_split not in ('eval_train', 'public'):
+        raise config.ConfigError(f'--train_split {cfg.train_split!r}: expected eval_train or public '
+                                 '(eval_test is what the evaluation measures)')
+    src = ckpt.load(cfg, 'enc.pt', 'enc', meta, expect={'img_size': meta['img_size']})
+    if not src['models']['net']['arch']['n_out'] or not meta.get('attributes'):
+        raise config.ConfigError(f'{title} needs a dataset with attributes (its utility is BCE)')
+    net = ckpt.build(src, 'net', device, eval_mode=False).requires_grad_(True)
+    pvt = loader.load(cfg.data_dir, cfg.train_split, device, meta).with_attrs()
+    train_idx, held_idx = loader.holdout(pvt, cfg.holdout, cfg.seed)
+    return src, net, ckpt.build(src, 'net', device), pvt.subset(train_idx), pvt.subset(held_idx)
+
+
+@torch.no_grad()
+def encoded_auc(net, split, device):
+    """(Enc features of a split, the mean AUC of f on them), eval mode: a defence's utility."""
+    net.eval()
+    feats = encode(net.Enc, split, device)
+    return feats, metrics.mean_auc(predict(net.f, feats), split.attrs.cpu())

@@ -30,6 +30,12 @@ class Split:
     images: uint8 N x 3 x S x S; ids: raw identity numbers; labels: 0..n_ids-1 over the
     identities of the split's side (public or private, so eval_train and eval_test agree);
     attrs: float N x A (0/1); names: image file names.
+
+    A public split may hold images without an attribute row (LFW: Kumar et al.'s file covers
+    only some people; dataset.json "public_images_without_attributes"). Their attribute values
+    are NaN internally; `has_attrs` marks the images with a row, `with_attrs()` is the subset
+    that has them (what a stage that trains on attributes uses), and reading `attrs` of a split
+    that still holds attribute-less images raises DatasetError instead of handing out NaNs.
     """
 
     def __init__(self, name, names, images, ids, id_list, attrs, attr_names):
@@ -40,6 +46,32 @@ class Split:
         self.labels = torch.tensor([index[int(i)] for i in self.ids.tolist()], dtype=torch.long)
         self.attrs = attrs
         self.attr_names = list(attr_names)
+
+    @property
+    def attrs(self):
+        if self._partial:
+            n = int((~self.has_attrs).sum())
+            raise DatasetError(f'the {self.name} split has {n} of {len(self)} images without an '
+                               'attribute row (dataset.json "public_images_without_attributes"); a '
+                               'stage that trains or scores on attributes must use '
+                               'split.with_attrs(), the images that carry them')
+        return self._attrs
+
+    @attrs.setter
+    def attrs(self, value):
+        self._attrs = value
+        self._partial = bool(value.numel()) and bool(torch.isnan(value).any())
+
+    @property
+    def has_attrs(self):
+        """bool N: the image has an attribute row (all True when the dataset has no attributes)."""
+        return ~torch.isnan(self._attrs).any(1)
+
+    def with_attrs(self):
+        """The images that have an attribute row (the split itself when all have one)."""
+        if not self._partial:
+            return self
+        return self.subset(torch.nonzero(self.has_attrs.cpu()).flatten())
 
     def __len__(self):
         return len(self.names)
@@ -54,12 +86,12 @@ class Split:
         out.name, out.id_list, out.attr_names = self.name, self.id_list, self.attr_names
         out.names = [self.names[i] for i in idx.tolist()]
         out.images, out.ids, out.labels, out.attrs = (self.images[idx], self.ids[idx],
-                                                      self.labels[idx], self.attrs[idx])
+                                                      self.labels[idx], self._attrs[idx])
         return out
 
     def to(self, device):
         self.images, self.labels, self.attrs = (t.to(device) for t in (self.images, self.labels,
-                                                                         self.attrs))
+                                                                         self._attrs))
         return self
 
     def x(self, idx=None):
@@ -88,7 +120,10 @@ def _read_csv(file):
 
 
 def load_labels(data_dir, split):
-    """The tables of one split without its images: (names, ids, attrs N x A float, attr names)."""
+    """The tables of one split without its images: (names, ids, attrs N x A float, attr names).
+
+    An image without an attribute row (allowed in public when dataset.json declares
+    "public_images_without_attributes") gets NaN attributes."""
     root = data_path(data_dir)
     id_csv, attr_csv, _ = layout.SPLITS[split]
     _, rows = _read_csv(root / id_csv)
@@ -96,8 +131,12 @@ def load_labels(data_dir, split):
     ids = [int(r[1]) for r in rows]
     head, arows = _read_csv(root / attr_csv)
     amap = {r[0]: r[1:] for r in arows}
-    attrs = torch.tensor(np.array([amap[n] for n in names], dtype=np.float32).reshape(
-        len(names), len(head) - 1))
+    missing = [None] * (len(head) - 1)
+    if len(amap) == len(names):
+        table = [amap[n] for n in names]
+    else:
+        table = [amap.get(n, missing) for n in names]
+    attrs = torch.tensor(np.array(table, dtype=np.float32).reshape(len(names), len(head) - 1))
     return names, ids, attrs, head[1:]
 
 

@@ -230,6 +230,12 @@ def _check_structure(data_dir):
         except OSError:
             files[folder] = set()
 
+    # public images may lack an attribute row when dataset.json says how many (LFW: the
+    # attribute file covers only some people; the target net trains on those that have one)
+    no_attr_pub = meta.get('public_images_without_attributes', 0)
+    if not isinstance(no_attr_pub, int) or isinstance(no_attr_pub, bool) or no_attr_pub < 0:
+        raise _err(data_dir / layout.META, None, f'"public_images_without_attributes" is '
+                   f'{no_attr_pub!r}, expected a count (0 or more)', _remake(data_dir, meta))
     ids, att = {}, {}
     for split, (id_csv, attr_csv, folder) in layout.SPLITS.items():
         t = _read_csv(data_dir / id_csv, data_dir, meta)
@@ -240,6 +246,12 @@ def _check_structure(data_dir):
             raise _err(t.path, None, f'the {split} split is empty (header only)', _remake(data_dir, meta))
         only_id = [r[0] for r in t.rows if r[0] not in a.line_of]
         only_attr = [r[0] for r in a.rows if r[0] not in t.line_of]
+        if split == 'public' and no_attr_pub and len(only_id) != no_attr_pub and not only_attr:
+            raise _err(a.path, None, f'{len(only_id)} images of {id_csv} have no row here, but '
+                       f'{layout.META} "public_images_without_attributes" says {no_attr_pub}',
+                       _remake(data_dir, meta))
+        if split == 'public' and no_attr_pub:
+            only_id = []      # declared: public images without attribute rows (LFW)
         if only_id or only_attr:
             if only_id:
                 name = only_id[0]
@@ -363,8 +375,10 @@ def check(data_dir, deep=True):
 def summary(data_dir, meta):
     c = meta.get('counts', {})
     parts = [f'{s} {c[s]["images"]} images/{c[s]["ids"]} ids' for s in layout.SPLITS if s in c]
+    no_attr = meta.get('public_images_without_attributes', 0)
     return (f'OK {io.rel(data_dir)}: {meta["img_size"]}px, {len(meta["attributes"])} attributes, '
-            f'source {meta.get("source", "?")}; ' + ', '.join(parts))
+            f'source {meta.get("source", "?")}; ' + ', '.join(parts)
+            + (f' ({no_attr} public images without attributes)' if no_attr else ''))
 
 
 def _resolve(path):

@@ -12,7 +12,7 @@ class TinyRun:
     ORDER = {
         'data': [], 'enc': ['data'], 'eval': ['data'], 'gan': ['data'], 'amor': ['enc', 'gan'],
         'attack': ['amor', 'eval'], 'dec': ['enc', 'eval'], 'f2id': ['enc'],
-        'attacker_id': ['data'],
+        'attacker_id': ['data'], 'f2id_public': ['enc'],
     }
 
     def __init__(self, root):
@@ -52,6 +52,9 @@ class TinyRun:
             from BlackBoxAttack import trainDecoder as s
         elif stage == 'f2id':
             from Feature2ID import f2id_train as s
+        elif stage == 'f2id_public':
+            from Feature2ID import f2id_train as s
+            return s.main(self.args + ['--split', 'public'])
         return s.main(self.args)
 
     def cfg(self, **extra):

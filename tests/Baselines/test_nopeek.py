@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from Baselines import nopeek
-from common import ckpt, release
-from dataset import loader
+from common import release
+from tests.Baselines.own_encoder import assert_own_encoder_release
 
 ALPHA = 5.0   # tiny budgets (3 epochs of 5 steps) need the dCor term to dominate the BCE
 
@@ -51,24 +51,4 @@ def test_dcor_term_lowers_dependence_of_features_on_images(runs):
 
 
 def test_checkpoint_loads_and_features_are_enc_alpha(tiny, runs):
-    meta = loader.load_meta(tiny.data_dir)
-    cfg = tiny.cfg()
-    name = release.name('nopeek_alpha', ALPHA)
-    assert release.own_encoder(name) and release.enc_name(name) == f'{name}.pt'
-    net = ckpt.load_target(cfg, meta, 'cpu', f'{name}.pt')
-    orig = ckpt.load_target(cfg, meta, 'cpu')
-    test = loader.load(tiny.data_dir, 'eval_test', 'cpu', meta)
-    cfg.crafted_dir = tiny.args[tiny.args.index('--crafted_dir') + 1]
-    released = ckpt.aligned_features(release.feature_file(cfg, name, 'eval_test'), test)
-    with torch.no_grad():
-        mine, raw = net.Enc(test.x()), orig.Enc(test.x())
-    assert torch.allclose(released, mine, atol=1e-5)
-    assert (released - raw).norm() > 0.1 * raw.norm()      # not the original Enc
-    assert net(test.x()).shape[1] == len(meta['attributes'])   # f_alpha comes with it
-    pub = loader.load(tiny.data_dir, 'public', 'cpu', meta)
-    queries = release.public_queries(cfg, name, pub, 16)
-    assert len(queries) == min(16, pub.n_ids)
-    assert len(set(queries.ids.tolist())) == len(queries)
-    for split in ('eval_train', 'public'):
-        obj = ckpt.load_features(release.feature_file(cfg, name, split))
-        assert obj['protection'] == name and len(obj['names']) > 0
+    assert_own_encoder_release(tiny, release.name('nopeek_alpha', ALPHA))

@@ -50,7 +50,7 @@ class LinearWorld:
         self.f0 = self.z @ M.T + r / r.norm(dim=1, keepdim=True)
 
     def models(self):
-        return SimpleNamespace(Enc=self.Enc, G=self.G, Amor=self.Amor, img_size=S)
+        return SimpleNamespace(Enc=self.Enc, G=self.G, Amor=self.Amor, img_size=S, Id=None)
 
 
 SOLVER = ('inner_start', 'inner_steps', 'inner_lr', 'inner_momentum', 'hypergrad', 'cg_iters',
@@ -140,7 +140,7 @@ def test_shipped_hypergradient_agrees_with_finite_differences():
             return (-critic.D(world.G(z_star(Fx)))
                     + cfg.beta * (Fx - f0).pow(2).flatten(1).mean(1)) / n
 
-    grad, _, _, n_hvp = featureCrafter.outer_gradient(
+    grad, _, _, _, n_hvp = featureCrafter.outer_gradient(
         critic, world.Enc, world.G, F, f0, z_star(F.detach()), cfg, featureCrafter.solver_damping(cfg))
     assert n_hvp <= cfg.cg_iters
     # L is a sum of per-image terms (instance norm, per-image z_star), so perturbing one feature

@@ -110,3 +110,12 @@ def test_debug_flag_is_taken_off_the_command_line(monkeypatch):
     monkeypatch.delenv('CRAFTER_DEBUG', raising=False)
     cfg = config.parse(HP, PRESETS, ['--debug', '--epochs', '3'])
     assert cfg.epochs == 3 and 'debug' not in cfg and config.debug_on()
+
+
+def test_lfw_cpu_takes_celeba_cpu_sizes_and_its_own_folders():
+    hp = dict(epochs=60, width=64)
+    presets = {'celeba-cpu': dict(epochs=8, width=32), 'demo': dict(epochs=2)}
+    cfg = config.parse(hp, presets, ['--preset', 'lfw-cpu'])
+    assert (cfg.epochs, cfg.width) == (8, 32)
+    assert (cfg.data_dir, cfg.params_dir) == ('dataset/lfw32', 'params/lfw-cpu')
+    assert config.parse(hp, presets, ['--preset', 'celeba-cpu']).data_dir == 'dataset/celeba32'

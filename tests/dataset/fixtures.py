@@ -32,12 +32,20 @@ LFW_ATTRS = (
     'Wearing Lipstick\tFlushed Face\tHigh Cheekbones\tBrown Eyes\tWearing Earrings\tWearing Necktie\t'
     'Wearing Necklace'
 ).split('\t')
-# person -> image count. Top 3: Alice (5), then Bob and Carol (4 each; Dora also has 4 but sorts
-# later), so --n_private 3 must pick Alice, Bob, Carol.
-LFW_COUNTS = {'Alice_Adams': 5, 'Bob_Brown': 4, 'Carol_Cruz': 4, 'Dora_Dee': 4, 'Ed_Ek': 1,
-              'Fay_Fox': 3, 'Gus_Gold': 2}
+# person -> image count. Among the people with attribute rows the top 3 are Alice (4 rows: her
+# 5th image has none), then Bob and Carol (4 each; Dora also has 4 but sorts later), so
+# --n_private 3 must pick Alice, Bob, Carol. Abe has the most images (6) but no attribute row at
+# all, Hal neither: both are public (the private people need attributes).
+LFW_COUNTS = {'Abe_Ace': 6, 'Alice_Adams': 5, 'Bob_Brown': 4, 'Carol_Cruz': 4, 'Dora_Dee': 4,
+              'Ed_Ek': 1, 'Fay_Fox': 3, 'Gus_Gold': 2, 'Hal_Hu': 2}
 LFW_TOP3 = {'Alice_Adams', 'Bob_Brown', 'Carol_Cruz'}
-LFW_NO_ATTR_ROW = ('Fay_Fox', 3)      # an image LFW's attribute file does not cover
+LFW_NO_ATTR_PEOPLE = {'Abe_Ace', 'Hal_Hu'}            # no row in the attribute file (as in LFW)
+LFW_NO_ATTR_ROWS = {('Fay_Fox', 3), ('Alice_Adams', 5)}   # single images the file does not cover
+LFW_PRIVATE_NO_ATTR = ('Alice_Adams', 5)             # private, no row: dropped
+
+
+def lfw_has_row(person, num):
+    return person not in LFW_NO_ATTR_PEOPLE and (person, num) not in LFW_NO_ATTR_ROWS
 
 
 def _image(size, seed):
@@ -101,8 +109,8 @@ def lfw_score(person, num, j):
 
 def make_lfw(root, people_folder='lfw-deepfunneled', with_attr_file=True):
     """A fake LFW download under root: 250x250 images whose central 150x150 is red and the rest
-    blue, and lfw_attributes.txt (one image left out, one row for an image that does not exist).
-    Returns {(person, number): path}."""
+    blue, and lfw_attributes.txt (rows missing as lfw_has_row says -- two people and two single
+    images -- and one row for an image that does not exist). Returns {(person, number): path}."""
     root = Path(root)
     people = root / people_folder
     out = {}
@@ -119,7 +127,7 @@ def make_lfw(root, people_folder='lfw-deepfunneled', with_attr_file=True):
     if with_attr_file:
         lines = ['# Kumar et al. attribute scores (fake)',
                  '#\tperson\timagenum\t' + '\t'.join(LFW_ATTRS)]
-        keys = [k for k in out if k != LFW_NO_ATTR_ROW] + [('Zed_Zero', 1)]
+        keys = [k for k in out if lfw_has_row(*k)] + [('Zed_Zero', 1)]
         for person, num in keys:
             scores = '\t'.join(f'{lfw_score(person, num, j):.4f}' for j in range(len(LFW_ATTRS)))
             lines.append(f'{person.replace("_", " ")}\t{num}\t{scores}')

@@ -66,7 +66,8 @@ def test_editing_feature2id_reruns_it_and_its_adaptive_runs_only(tree):
     edit_default(code / 'Feature2ID' / 'f2id_train.py', 'lr', 5e-4)     # tiny keeps the default lr
     planned = plan(code, out)
     assert 'f2id' in planned and any(s.startswith('f2id_adaptive_') for s in planned)
-    assert planned == {'f2id'} | {s for s in stages if s.startswith('f2id_adaptive_')}
+    # the same script trains the defender's f2id_public.pt, which Crafter's identity term reads
+    assert planned == {'f2id', 'f2id_public'} | {s for s in stages if s.startswith(('f2id_adaptive_', 'crafterid_'))}
 
 
 def test_editing_the_gan_reruns_everything_built_on_the_prior_and_nothing_else(tree):

@@ -117,3 +117,35 @@ def test_ssim_and_fsim_run_on_the_inputs_device_and_match_piq(monkeypatch):
     xm, ym = x.to('meta'), y.to('meta')
     metrics.ssim(xm, ym), metrics.fsim(xm, y)        # y on another device follows x
     assert seen == [(torch.device('meta'), torch.device('meta'))] * 2
+
+
+def test_psnr_is_inf_for_identical_images_and_falls_with_noise():
+    x = faces(3)
+    assert torch.isinf(metrics.psnr(x, x)).all() and metrics.psnr(x, x).shape == (3,)
+    g = torch.Generator().manual_seed(2)
+    n1 = (x + 0.05 * torch.randn(x.shape, generator=g)).clamp(0, 1)
+    n2 = (x + 0.3 * torch.randn(x.shape, generator=g)).clamp(0, 1)
+    p1, p2 = metrics.psnr(x, n1), metrics.psnr(x, n2)
+    assert (p1 > p2).all() and (p2 > 0).all()
+    # by hand: a constant offset of 0.1 is MSE 0.01, 20 dB
+    assert torch.allclose(metrics.psnr(x * 0 + 0.5, x * 0 + 0.6), torch.full((3,), 20.0), atol=1e-3)
+
+
+def test_knn_distance_to_nearest_training_image_of_the_true_identity():
+    g = torch.Generator().manual_seed(0)
+    train = torch.randn(6, 16, generator=g)
+    train_labels = torch.tensor([0, 0, 1, 1, 2, 2])
+    # a reconstruction that is an eval_train image itself: distance 0 (scale does not matter)
+    mean, per = metrics.knn_distance(3 * train[[0, 3]], train, train_labels, torch.tensor([0, 1]))
+    assert per.shape == (2,) and torch.allclose(per, torch.zeros(2), atol=1e-6) and mean < 1e-6
+    # the nearest of the identity's images counts: image 1 is also identity 0
+    _, per = metrics.knn_distance(train[[1]], train, train_labels, torch.tensor([0]))
+    assert per.item() < 1e-6
+    # another identity's image, claimed as identity 0: the distance grows
+    mean_other, per_other = metrics.knn_distance(train[[4]], train, train_labels, torch.tensor([0]))
+    assert per_other.item() > 0.1 and mean_other > mean
+    expect = 1 - torch.nn.functional.cosine_similarity(train[[4]], train[:2]).max()
+    assert per_other.item() == pytest.approx(expect.item(), abs=1e-5)
+    # an identity without training images: nan there, skipped by the mean
+    mean, per = metrics.knn_distance(train[[0, 0]], train, train_labels, torch.tensor([0, 7]))
+    assert torch.isnan(per[1]) and mean == pytest.approx(0.0, abs=1e-6)
