@@ -251,7 +251,7 @@ def evaluate_protection(c, attacks):
                      mean_auc_training_scenario_clean=ts['mean_auc_clean'])
     if (run / 'report_eval_test.json').exists():
         rep = json.loads((run / 'report_eval_test.json').read_text())['summary']
-        entry['crafting'] = {k: rep.get(k) for k in ('L_u', 'wall_s', 's_per_outer_step')}
+        entry['crafting'] = {k: rep.get(k) for k in ('L_u', 'L_id', 'wall_s', 's_per_outer_step')}
     return entry, show
 
 
