@@ -7,7 +7,7 @@ trains what that attacker trains, on its own public identities only (Feature2ID/
 --split public: no private image, label or oracle), and pushes the embedding of F away from
 f0's. Same knob (beta) and runs as Crafter, as its own curve: crafterid_beta<beta>.
 
-    python Crafter_protection/idCrafter.py --preset demo --beta 1
+    python Crafter_protection/idCrafter.py --preset demo --beta 0.01      # after f2id_train.py --split public
 """
 from Crafter_protection import featureCrafter
 
