@@ -36,7 +36,7 @@ NPUB    ?= 1000
 TRAIN   ?= --n_per_id 4
 A2_WIDTH ?= 48
 else
-# demo: 2 eval_train images per identity keep `make demo` within 20 minutes on 2 cores
+# demo: 2 eval_train images per identity keep `make demo` short (its time: docs/RESULTS.md)
 NPUB    ?= 128
 TRAIN   ?= --n_per_id 2
 A2_WIDTH ?= 12
@@ -145,7 +145,8 @@ $(P)/.done_amor_a2: $(P)/.done_enc $(P)/.done_gan_a2 $(call D,WhiteBoxAttack/tra
 $(P)/.done_attacker_id: $(DATA)/dataset.json $(call D,Image2ID/evalTrain.py)
 	$(PY) Image2ID/evalTrain.py $(ARGS) --split public --name attacker_id.pkl --resume && touch $@
 
-STAGES := gan enc eval amor attack dec f2id gan_a2 amor_a2 attacker_id f2id_public  # longest chain (gan -> amor -> crafting) first
+# longest chain (gan -> amor -> crafting) first; f2id_public is built when a protection needs it
+STAGES := gan enc eval amor attack dec f2id gan_a2 amor_a2 attacker_id
 stages: $(addprefix $(P)/.done_,$(STAGES))
 
 # ---- steps 11-13: protections, from their declarations (.deps.mk) ----------------------------

@@ -342,35 +342,6 @@ def write_report(result, out):
     io.write_text(out / 'report.md', '\n'.join(L) + '\n')
 
 
-def tradeoff_plot(result, out):
-    """Worst-case top-1 against mean AUC, one curve per defence family, black: no protection;
-    the curves' points also go to tradeoff.json ({label: [[AUC, worst case, knob], ...]})."""
-    plt, prots, curves = plots.pyplot(), result['protections'], {}
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for fam, spec in sorted(release.registry().items(), key=lambda kv: kv[1]['order']):
-        pts = sorted((p['mean_auc'], p['worst_attack']['eval_acc'], release.family(n)[1]) for n, p in prots.items()
-                     if release.family(n)[0] == fam and p.get('mean_auc') is not None and p.get('worst_attack'))
-        if not pts:
-            continue
-        ax.plot([a for a, _, _ in pts], [w for _, w, _ in pts], spec['style'], label=spec['label'])
-        curves[spec['label']] = [list(p) for p in pts]
-        for a, w, v in pts:
-            ax.annotate(f'{v:g}', (a, w), textcoords='offset points', xytext=(3, 3), fontsize=6)
-    none = prots.get('none', {})
-    if none.get('worst_attack') and none.get('mean_auc') is not None:
-        ax.scatter([none['mean_auc']], [none['worst_attack']['eval_acc']], c='k', s=50, zorder=3,
-                   label='no protection')
-    ax.axhline(result['chance'], color='gray', lw=0.8, ls='--', label='chance')
-    ax.set(xlabel='mean AUC (utility)', ylabel='worst-case Eval Acc (top-1 over all attacks)',
-           title='privacy-utility trade-off (lower right is better)')
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    io.save_figure(fig, out / 'tradeoff.png', dpi=110)
-    io.write_text(out / 'tradeoff.json', json.dumps(curves, indent=1) + '\n')
-    plt.close(fig)
-
-
 def main(argv=None):
     cfg = config.parse(HP, PRESETS, argv, ranges=RANGES, description=__doc__)
     unknown = [a for a in cfg.attacks.split(',') if a and a not in ATTACKS]
@@ -411,7 +382,7 @@ def main(argv=None):
         labels += [f'{protection}: original'] + [f'  {a}' for a in shown]
     if rows:
         plots.save_rows(rows, out / 'reconstructions.png', labels)
-    tradeoff_plot(result, out)
+    plots.tradeoff(result, out)
     cfg.save(out / 'config.json')
     clock.finish('evaluate', protections=len(result['protections']), report=io.rel(out / 'report.md'))
     print((out / 'report.md').read_text())

@@ -9,7 +9,6 @@ import math
 
 import torch
 import torch.nn as nn
-import torchvision
 
 
 def _log2(n, what):
@@ -26,13 +25,76 @@ class Normalize(nn.Module):
         return (x - 0.5) / 0.25
 
 
+def _conv(c_in, c_out, k, stride=1):
+    return nn.Conv2d(c_in, c_out, k, stride, padding=k // 2, bias=False)
+
+
+class _Block(nn.Module):
+    """torchvision's BasicBlock (expansion 1) or Bottleneck (expansion 4): the same submodules in
+    the same order, so state_dict keys and the seeded initialisation match torchvision's."""
+
+    def __init__(self, c_in, planes, stride, downsample, bottleneck):
+        super().__init__()
+        self.bottleneck = bottleneck
+        c_mid = planes
+        self.conv1 = _conv(c_in, c_mid, 1) if bottleneck else _conv(c_in, planes, 3, stride)
+        self.bn1 = nn.BatchNorm2d(c_mid)
+        if not bottleneck:
+            self.relu = nn.ReLU(inplace=True)
+        self.conv2 = _conv(c_mid, c_mid, 3, stride) if bottleneck else _conv(planes, planes, 3)
+        self.bn2 = nn.BatchNorm2d(c_mid)
+        if bottleneck:
+            self.conv3 = _conv(c_mid, planes * 4, 1)
+            self.bn3 = nn.BatchNorm2d(planes * 4)
+            self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x):
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.bottleneck:
+            out = self.bn3(self.conv3(self.relu(out)))
+        out += x if self.downsample is None else self.downsample(x)
+        return self.relu(out)
+
+
+class _ResNet(nn.Module):
+    """torchvision.models.resnet{18..152}(weights=None): written out because importing
+    torchvision costs every script ~2.5 s of CPU at start (it pulls in torch._dynamo), and the
+    project uses only this. tests/test_models.py checks weights and outputs against torchvision."""
+
+    LAYERS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
+
+    def __init__(self, depth, n_out):
+        super().__init__()
+        bottleneck, expansion, c_in = depth >= 50, 4 if depth >= 50 else 1, 64
+        self.conv1 = nn.Conv2d(3, 64, 7, 2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, padding=1)
+        for i, (planes, n) in enumerate(zip((64, 128, 256, 512), self.LAYERS[depth])):
+            stride = 1 if i == 0 else 2
+            down = None
+            if stride != 1 or c_in != planes * expansion:
+                down = nn.Sequential(_conv(c_in, planes * expansion, 1, stride), nn.BatchNorm2d(planes * expansion))
+            blocks = [_Block(c_in, planes, stride, down, bottleneck)]
+            c_in = planes * expansion
+            blocks += [_Block(c_in, planes, 1, None, bottleneck) for _ in range(n - 1)]
+            setattr(self, f'layer{i + 1}', nn.Sequential(*blocks))
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(512 * expansion, n_out)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.constant_(m.weight, 1)
+                nn.init.constant_(m.bias, 0)
+
+
 def _resnet(depth, n_out):
-    builders = {18: torchvision.models.resnet18, 34: torchvision.models.resnet34,
-                50: torchvision.models.resnet50, 101: torchvision.models.resnet101,
-                152: torchvision.models.resnet152}
-    if depth not in builders:
-        raise ValueError(f'ResNet depth must be one of {sorted(builders)}, got {depth}')
-    return builders[depth](weights=None, num_classes=n_out)   # trained from scratch
+    if depth not in _ResNet.LAYERS:
+        raise ValueError(f'ResNet depth must be one of {sorted(_ResNet.LAYERS)}, got {depth}')
+    return _ResNet(depth, n_out)   # trained from scratch
 
 
 def resnet_tail(net):

@@ -41,9 +41,9 @@ PROTECTION = dict(prefix='disco_alpha', knob='alpha', label='DISCO (alpha)', sty
                   own_encoder=True, randomised=False, order=60,
                   make='Baselines/disco.py --alpha {value}',
                   # the authors' alpha 0.4 in the pipeline (fixed before any result); `make sweep`
-                  # adds a weaker and a stronger privacy weight
-                  points={'tiny': [1], 'demo': [0.4], 'celeba-cpu': [0.4], 'paper': [0.4]},
-                  sweep={'celeba-cpu': [0.2, 0.8]})
+                  # adds a weaker and a stronger privacy weight (demo: its one point)
+                  points={'tiny': [1], 'celeba-cpu': [0.4], 'paper': [0.4]},
+                  sweep={'demo': [0.4], 'celeba-cpu': [0.2, 0.8]})
 
 # ---- hyperparameters (authors' defaults; override with --name value or --preset NAME) ----
 HP = dict(

@@ -35,9 +35,9 @@ PROTECTION = dict(prefix='nopeek_alpha', knob='alpha', label='NoPeek (alpha)', s
                   own_encoder=True, randomised=False, order=50,
                   make='Baselines/nopeek.py --alpha {value}',
                   # fixed before any result: dCor is ~0.9 on raw features, BCE ~0.3-0.7, so alpha 2
-                  # weighs them alike; `make sweep` adds a weaker and a stronger point
-                  points={'tiny': [5], 'demo': [2], 'celeba-cpu': [2], 'paper': [2]},
-                  sweep={'celeba-cpu': [0.5, 8]})
+                  # weighs them alike; `make sweep` adds a weaker and a stronger point (demo: its one)
+                  points={'tiny': [5], 'celeba-cpu': [2], 'paper': [2]},
+                  sweep={'demo': [2], 'celeba-cpu': [0.5, 8]})
 
 # ---- hyperparameters (paper-ish defaults; override with --name value or --preset NAME) ----
 HP = dict(

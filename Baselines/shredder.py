@@ -37,10 +37,10 @@ PROTECTION = dict(prefix='shredder_lambda', knob='lam', label='Shredder (lambda)
                   own_encoder=False, randomised=True, order=70, trains=True,
                   make='Baselines/shredder.py --lam {value} --split {split}',
                   # fixed before any result: lam 1 weighs a unit of mean log scale like a unit of
-                  # BCE; `make sweep` adds a gentler and a stronger point
-                  points={'tiny': [1], 'demo': [1], 'celeba-cpu': [1], 'paper': [1]},
-                  full={'tiny': [1], 'demo': [1], 'celeba-cpu': [1], 'paper': [1]},
-                  sweep={'celeba-cpu': [0.3, 3]})
+                  # BCE; `make sweep` adds a gentler and a stronger point (demo: its one point)
+                  points={'tiny': [1], 'celeba-cpu': [1], 'paper': [1]},
+                  full={'tiny': [1], 'celeba-cpu': [1], 'paper': [1]},
+                  sweep={'demo': [1], 'celeba-cpu': [0.3, 3]})
 
 # ---- hyperparameters (override with --name value or --preset NAME) ----
 HP = dict(

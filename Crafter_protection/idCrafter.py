@@ -13,8 +13,9 @@ from Crafter_protection import featureCrafter
 
 PROTECTION = dict(prefix='crafterid_beta', knob='beta', label='Crafter + identity term (beta)', style='o-.',
                   own_encoder=False, randomised=False, order=11, needs=['amor', 'f2id_public'],
-                  points={'tiny': [1], 'demo': [0.01], 'celeba-cpu': [0.3], 'paper': [1]},
-                  full={'demo': [0.01], 'celeba-cpu': [0.3], 'paper': [1]},   # Crafter's own full points
+                  # Crafter's own full points; demo: under `make sweep PRESET=demo` (keeps `make demo` short)
+                  points={'tiny': [1], 'celeba-cpu': [0.3], 'paper': [1]},
+                  full={'celeba-cpu': [0.3], 'paper': [1]}, sweep={'demo': [0.01]},
                   make='Crafter_protection/idCrafter.py --beta {value} --split {split}')
 # ---- hyperparameters: Crafter's (featureCrafter.HP, the same presets) with the identity term on ----
 HP = {**featureCrafter.HP, 'gamma': 1.0}   # gamma: weight of L_id (featureCrafter.py)

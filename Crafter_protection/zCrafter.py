@@ -21,7 +21,7 @@ from WhiteBoxAttack.attacker import invert
 PROTECTION = dict(prefix='zcrafter_beta', knob='beta', label='z-Crafter (beta)', style='s:',
                   own_encoder=False, randomised=False, order=20, needs=['amor'],
                   points={'tiny': [1], 'demo': [1], 'celeba-cpu': [1], 'paper': [1]},
-                  full={'tiny': [1], 'celeba-cpu': [1], 'paper': [1]},   # demo: eval_test only (20 min)
+                  full={'tiny': [1], 'celeba-cpu': [1], 'paper': [1]},   # demo: eval_test only (keeps make demo short)
                   make='Crafter_protection/zCrafter.py --beta {value} --split {split}')
 
 # ---- hyperparameters (paper defaults; override with --name value or --preset NAME) ----

@@ -37,10 +37,14 @@ def test_channels_are_pruned_per_image(tiny, runs):
 
 def test_privacy_term_raises_proxy_decoder_error(runs):
     base, adv = runs[0.0], runs[ALPHA]
-    # same target net, pruner init, decoder warm-up and seed: only alpha differs. The margin is
-    # thin at tiny budgets (measured 0.173 vs 0.155; 0.153 with the privacy term removed)
+    # same target net, pruner init, decoder warm-up and seed: only alpha differs. The pruner's own
+    # objective, the proxy decoder's error on every training batch, is the stable signal at tiny
+    # budgets; the 10 held-out images are not (their error moved either way between machines).
+    # Measured 2026-12-08, seeds 0/1/2, alpha 1 against 0: x1.107 / 1.049 / 1.087; with the
+    # privacy gradient dropped (tests/mutation_check.py) x1.017 / 1.006 / 0.974.
     assert adv['rec_heldout_start'] == pytest.approx(base['rec_heldout_start'])
-    assert adv['rec_heldout'] > 1.05 * base['rec_heldout'], (adv['rec_heldout'], base['rec_heldout'])
+    rec = {a: sum(r['history']['rec_train']) for a, r in runs.items()}
+    assert rec[ALPHA] > 1.03 * rec[0.0], rec
     assert len(adv['history']['rec_heldout']) == 3
 
 

@@ -10,7 +10,7 @@ import torch
 import evaluate
 import metrics
 from Baselines import noise
-from common import adaptive, ckpt, io, release
+from common import adaptive, ckpt, io, plots, release
 from common.train import encode
 from dataset import loader
 
@@ -59,7 +59,7 @@ def test_report_uses_the_worst_case(tmp_path):
     assert table['noise_s3']['crafter_beta'] == (0.45, 'crafter_beta0.01')
     assert table['noise_s2']['crafter_beta'] == (0.72, 'crafter_beta1')
     assert 'At matched utility' in text and '0.660 (noise_s2)' in text
-    evaluate.tradeoff_plot(r, tmp_path)
+    plots.tradeoff(r, tmp_path)
     assert (tmp_path / 'tradeoff.png').stat().st_size > 0
 
 
