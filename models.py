@@ -35,16 +35,15 @@ class _Block(nn.Module):
 
     def __init__(self, c_in, planes, stride, downsample, bottleneck):
         super().__init__()
-        self.bottleneck = bottleneck
-        c_mid = planes
-        self.conv1 = _conv(c_in, c_mid, 1) if bottleneck else _conv(c_in, planes, 3, stride)
-        self.bn1 = nn.BatchNorm2d(c_mid)
+        self.bottleneck = bottleneck    # the stride sits on the 3x3 conv: conv2 here, conv1 in a basic block
+        self.conv1 = _conv(c_in, planes, 1, 1) if bottleneck else _conv(c_in, planes, 3, stride)
+        self.bn1 = nn.BatchNorm2d(planes)
         if not bottleneck:
             self.relu = nn.ReLU(inplace=True)
-        self.conv2 = _conv(c_mid, c_mid, 3, stride) if bottleneck else _conv(planes, planes, 3)
-        self.bn2 = nn.BatchNorm2d(c_mid)
+        self.conv2 = _conv(planes, planes, 3, stride if bottleneck else 1)
+        self.bn2 = nn.BatchNorm2d(planes)
         if bottleneck:
-            self.conv3 = _conv(c_mid, planes * 4, 1)
+            self.conv3 = _conv(planes, planes * 4, 1)
             self.bn3 = nn.BatchNorm2d(planes * 4)
             self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
@@ -61,7 +60,7 @@ class _Block(nn.Module):
 class _ResNet(nn.Module):
     """torchvision.models.resnet{18..152}(weights=None): written out because importing
     torchvision costs every script ~2.5 s of CPU at start (it pulls in torch._dynamo), and the
-    project uses only this. tests/test_models.py checks weights and outputs against torchvision."""
+    project uses only this. tests/top/test_models.py checks weights and outputs against torchvision."""
 
     LAYERS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
 
